@@ -1,0 +1,1 @@
+"""cyclegan: paper-faithful CycleGAN (Zhu, Park, Isola, Efros, ICCV 2017)."""

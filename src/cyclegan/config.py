@@ -1,0 +1,292 @@
+"""Configuration as data: one frozen dataclass per concern.
+
+Defaults are the paper's (Zhu et al. 2017, Sec. 4 and appendix 7) and the official code's. Every field carries its
+help text in `metadata`, so the command line, config files and the run folder all describe the same thing. A config
+is validated once, when it is built, and saved into the run folder and into every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """A configuration value or file that cannot be used; the message says which and what to do."""
+
+
+def option(default: Any, help: str, choices: tuple | None = None) -> Any:
+    """A dataclass field with the help text (and allowed values) the CLI shows."""
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+GENERATORS = ("resnet_9blocks", "resnet_6blocks", "unet_128", "unet_256")
+DISCRIMINATORS = ("basic", "n_layers", "pixel")
+NORMS = ("instance", "batch", "none")
+INITS = ("normal", "xavier", "kaiming", "orthogonal")
+GAN_MODES = ("lsgan", "vanilla", "wgangp")
+# The paper's ablations (Sec. 5.1.4, Tables 4-5): which terms of the full objective (Eq. 3) are trained.
+OBJECTIVES = ("full", "gan_only", "cycle_only", "gan_forward", "gan_backward")
+PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+DIRECTIONS = ("AtoB", "BtoA")
+LR_POLICIES = ("linear", "step", "cosine")
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(map(str, choices))}")
+
+
+def _check_positive(name: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{name}={value!r} must be {'>= 0' if allow_zero else '> 0'}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Networks and objective. Paper notation: G: A->B is gen_ab, F: B->A is gen_ba, D_B judges domain B."""
+
+    model: str = option("cyclegan", "Model to train: cyclegan (unpaired).", ("cyclegan",))
+    gen_arch: str = option("resnet_9blocks", "Generator: resnet_9blocks (paper, 256px and up), resnet_6blocks "
+                           "(paper, 128px), unet_128, unet_256 (pix2pix).", GENERATORS)
+    disc_arch: str = option("basic", "Discriminator: basic (70x70 PatchGAN), n_layers (PatchGAN with --n-layers-d), "
+                            "pixel (1x1 PixelGAN).", DISCRIMINATORS)
+    n_layers_d: int = option(3, "Downsampling layers of the n_layers PatchGAN (3 gives the 70x70 basic one).")
+    ngf: int = option(64, "Generator width: filters in the first convolution.")
+    ndf: int = option(64, "Discriminator width: filters in the first convolution.")
+    norm: str = option("instance", "Normalisation layer in both networks (paper: instance).", NORMS)
+    dropout: bool = option(False, "Dropout 0.5 in the generator's residual / U-Net blocks.")
+    init_type: str = option("normal", "Weight initialisation (paper: Gaussian N(0, 0.02)).", INITS)
+    init_gain: float = option(0.02, "Scale of the weight initialisation.")
+    channels_a: int = option(3, "Channels of domain A images (1 = grayscale, 3 = RGB).", (1, 3))
+    channels_b: int = option(3, "Channels of domain B images (1 = grayscale, 3 = RGB).", (1, 3))
+    gan_mode: str = option("lsgan", "Adversarial loss: lsgan (paper Sec. 4), vanilla (log-likelihood, Eq. 1), "
+                           "wgangp (Wasserstein with gradient penalty).", GAN_MODES)
+    lambda_a: float = option(10.0, "Weight of the forward cycle loss |F(G(a)) - a| (paper: 10).")
+    lambda_b: float = option(10.0, "Weight of the backward cycle loss |G(F(b)) - b| (paper: 10).")
+    lambda_identity: float = option(0.5, "Identity loss weight, as a fraction of lambda_a/b (paper Sec. 5.2: 0.5; "
+                                    "0 disables it).")
+    lambda_gp: float = option(10.0, "Gradient penalty weight for wgangp (Gulrajani et al.: 10).")
+    objective: str = option("full", "Terms of the objective: full, or a paper ablation: gan_only, cycle_only, "
+                            "gan_forward, gan_backward.", OBJECTIVES)
+
+    def __post_init__(self) -> None:
+        _validate_choices(self)
+        for name in ("ngf", "ndf", "n_layers_d"):
+            _check_positive(name, getattr(self, name))
+        for name in ("lambda_a", "lambda_b", "lambda_identity", "lambda_gp", "init_gain"):
+            _check_positive(name, getattr(self, name), allow_zero=True)
+        if self.lambda_identity > 0 and self.channels_a != self.channels_b:
+            raise ConfigError(
+                f"the identity loss needs domains with equal channels (channels_a={self.channels_a}, "
+                f"channels_b={self.channels_b}); set lambda_identity=0")
+
+    @property
+    def uses_gan(self) -> bool:
+        return self.objective != "cycle_only"
+
+    @property
+    def uses_forward_cycle(self) -> bool:
+        return self.objective in ("full", "cycle_only", "gan_forward")
+
+    @property
+    def uses_backward_cycle(self) -> bool:
+        return self.objective in ("full", "cycle_only", "gan_backward")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where images come from and how they are preprocessed (official code's options)."""
+
+    dataroot: str = option("builtin", "Data set folder in the official layout (trainA, trainB, testA, testB), or "
+                           "'builtin' for the procedural labels<->photos street scenes.")
+    dir_a: str | None = option(None, "Folder of domain A training images (instead of --dataroot).")
+    dir_b: str | None = option(None, "Folder of domain B training images (instead of --dataroot).")
+    builtin_size: int = option(128, "Image size of the built-in data set, in pixels.")
+    builtin_count: int = option(200, "Training scenes per domain of the built-in data set.")
+    direction: str = option("AtoB", "AtoB trains A as the source domain; BtoA swaps the folders.", DIRECTIONS)
+    preprocess: str = option("resize_and_crop", "Preprocessing: resize_and_crop, crop, scale_width, "
+                             "scale_width_and_crop, none (sizes rounded to a multiple of 4).", PREPROCESS)
+    load_size: int = option(286, "Images are first scaled to this size (paper: 286).")
+    crop_size: int = option(256, "Then randomly cropped to this size (paper: 256).")
+    flip: bool = option(True, "Random horizontal flips during training.")
+    max_dataset_size: int | None = option(None, "Use at most this many images per domain (default: all).")
+    serial_batches: bool = option(False, "Pair B images in order instead of sampling B at random each step.")
+    num_workers: int = option(2, "Processes that load images in the background (0 loads in the main process).")
+
+    def __post_init__(self) -> None:
+        _validate_choices(self)
+        for name in ("load_size", "crop_size", "builtin_size", "builtin_count"):
+            _check_positive(name, getattr(self, name))
+        _check_positive("num_workers", self.num_workers, allow_zero=True)
+        if self.max_dataset_size is not None:
+            _check_positive("max_dataset_size", self.max_dataset_size)
+        if (self.dir_a is None) != (self.dir_b is None):
+            raise ConfigError("give both dir_a and dir_b, or neither (and --dataroot)")
+        if self.preprocess in ("resize_and_crop", "scale_width_and_crop") and self.crop_size > self.load_size:
+            raise ConfigError(f"crop_size={self.crop_size} is larger than load_size={self.load_size}; "
+                              "make load_size >= crop_size")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, schedule, logging and checkpoints (paper Sec. 4)."""
+
+    run_dir: str = option("runs/cyclegan", "Run folder: config, checkpoints, log, samples and report.")
+    n_epochs: int = option(100, "Epochs at the initial learning rate (paper: 100).")
+    n_epochs_decay: int = option(100, "Epochs over which the learning rate decays to zero (paper: 100).")
+    batch_size: int = option(1, "Images per step and domain (paper: 1).")
+    lr: float = option(2e-4, "Adam learning rate (paper: 0.0002).")
+    beta1: float = option(0.5, "Adam beta1 (paper: 0.5).")
+    beta2: float = option(0.999, "Adam beta2.")
+    lr_policy: str = option("linear", "Learning-rate schedule: linear (paper), step, cosine.", LR_POLICIES)
+    lr_decay_epochs: int = option(50, "With lr_policy=step: multiply the rate by 0.1 every this many epochs.")
+    pool_size: int = option(50, "Generated images the discriminators remember (Shrivastava et al.: 50; 0 = off).")
+    seed: int = option(0, "Random seed for initialisation, data order, augmentation and the image pools.")
+    deterministic: bool = option(False, "Use deterministic algorithms only (bit-exact resume; slower on GPU).")
+    device: str = option("auto", "Device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
+    save_every: int = option(5, "Keep a checkpoint every this many epochs (latest is always kept).")
+    num_samples: int = option(4, "Fixed test images shown in the sample grids after each epoch.")
+
+    def __post_init__(self) -> None:
+        _validate_choices(self)
+        for name in ("batch_size", "lr", "save_every", "lr_decay_epochs"):
+            _check_positive(name, getattr(self, name))
+        for name in ("n_epochs", "n_epochs_decay", "pool_size", "num_samples"):
+            _check_positive(name, getattr(self, name), allow_zero=True)
+        if self.n_epochs + self.n_epochs_decay == 0:
+            raise ConfigError("n_epochs + n_epochs_decay must be at least 1")
+
+    @property
+    def total_epochs(self) -> int:
+        return self.n_epochs + self.n_epochs_decay
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a run needs; saved as config.yaml in the run folder and inside every checkpoint."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Config:
+        """Build from {'model': {...}, 'data': {...}, 'train': {...}} or from flat field names."""
+        return apply_overrides(cls(), values)
+
+    def replace(self, **sections: Any) -> Config:
+        return dataclasses.replace(self, **sections)
+
+
+SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+
+
+def _validate_choices(obj: Any) -> None:
+    for f in dataclasses.fields(obj):
+        choices = f.metadata.get("choices")
+        if choices is not None:
+            _check_choice(f.name, getattr(obj, f.name), choices)
+
+
+def field_types(section: type) -> dict[str, Any]:
+    """Resolved type hints of a config dataclass (field name -> type)."""
+    return typing.get_type_hints(section)
+
+
+def _coerce(section: type, name: str, value: Any) -> Any:
+    """Convert a value read from a file or the command line to the field's type."""
+    hint = field_types(section)[name]
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
+        if optional:
+            return None
+        raise ConfigError(f"{name} cannot be empty")
+    try:
+        if base is bool:
+            if isinstance(value, str):
+                lowered = value.lower()
+                if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return lowered in ("true", "1", "yes")
+            return bool(value)
+        if base is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        return base(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={value!r} is not a valid {base.__name__}") from None
+
+
+def _section_of(name: str) -> str:
+    owners = [s for s, cls in SECTIONS.items() if name in {f.name for f in dataclasses.fields(cls)}]
+    if not owners:
+        known = sorted(f.name for cls in SECTIONS.values() for f in dataclasses.fields(cls))
+        raise ConfigError(f"unknown option {name!r}; known options: {', '.join(known)}")
+    return owners[0]
+
+
+def apply_overrides(config: Config, values: dict[str, Any]) -> Config:
+    """Return `config` with `values` applied; `values` is sectioned ({'model': {...}}) or flat ({'ngf': 32})."""
+    updates: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    for key, value in values.items():
+        if key in SECTIONS and isinstance(value, dict):
+            for name, inner in value.items():
+                if _section_of(name) != key:
+                    raise ConfigError(f"option {name!r} does not belong in section {key!r}")
+                updates[key][name] = inner
+        else:
+            updates[_section_of(key)][key] = value
+    sections = {}
+    for name, cls in SECTIONS.items():
+        coerced = {k: _coerce(cls, k, v) for k, v in updates[name].items()}
+        sections[name] = dataclasses.replace(getattr(config, name), **coerced)
+    return dataclasses.replace(config, **sections)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (.yaml/.yml) or TOML (.toml) config file into a dict (not yet validated)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            values = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml", ".json"):
+            values = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"config file {path}: use a .yaml, .yml, .toml or .json file")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"config file {path} cannot be parsed: {error}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of options")
+    return values
+
+
+def config_to_yaml(config: Config) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def config_to_json(config: Config) -> str:
+    return json.dumps(config.to_dict(), sort_keys=True)
+
+
+def config_from_json(text: str) -> Config:
+    return Config.from_dict(json.loads(text))

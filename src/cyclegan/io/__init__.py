@@ -1,0 +1,1 @@
+"""Everything that reads or writes files that matter: atomic writes, images, checkpoints."""

@@ -1,0 +1,76 @@
+"""Building blocks shared by the generators and discriminators: normalisation and weight initialisation."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """Normalisation over `channels` feature maps.
+
+    Instance norm has no learned affine parameters and no running statistics, as in the paper's code (Ulyanov et
+    al.); batch norm keeps both.
+    """
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels, affine=True, track_running_stats=True)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}; use instance, batch or none")
+
+
+def conv_bias(norm: str) -> bool:
+    """Whether a convolution followed by `norm` has a bias.
+
+    Batch norm subtracts the mean and adds its own shift, so a bias would be wasted; the official code also leaves
+    it out when there is no norm at all, and we keep that so parameter counts and checkpoints match.
+    """
+    return norm == "instance"
+
+
+def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) -> nn.Module:
+    """Initialise convolution and linear weights (paper appendix: Gaussian N(0, 0.02)); biases start at zero.
+
+    Batch-norm scales start at N(1, gain) and shifts at zero, as in the official code.
+    """
+    for module in net.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            if init_type == "normal":
+                nn.init.normal_(module.weight, 0.0, gain)
+            elif init_type == "xavier":
+                nn.init.xavier_normal_(module.weight, gain=gain)
+            elif init_type == "kaiming":
+                nn.init.kaiming_normal_(module.weight, a=0, mode="fan_in")
+            elif init_type == "orthogonal":
+                nn.init.orthogonal_(module.weight, gain=gain)
+            else:
+                raise ValueError(f"unknown init_type {init_type!r}; use normal, xavier, kaiming or orthogonal")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.normal_(module.weight, 1.0, gain)
+            nn.init.zeros_(module.bias)
+    return net
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+@torch.no_grad()
+def copy_weights_in_order(net: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load `state` into `net` by position: the i-th tensor of `state` goes to the i-th entry of net.state_dict().
+
+    Lets a state dict written with other key names (the official code's nested Sequentials) load into our networks,
+    whose layers come in the same order; shapes are checked one by one.
+    """
+    own = net.state_dict()
+    if len(own) != len(state):
+        raise ValueError(f"the weights hold {len(state)} tensors, the network expects {len(own)}")
+    for (own_key, own_tensor), (key, tensor) in zip(own.items(), state.items(), strict=True):
+        if own_tensor.shape != tensor.shape:
+            raise ValueError(f"weight {key!r} has shape {tuple(tensor.shape)}, the network expects "
+                             f"{tuple(own_tensor.shape)} for {own_key!r}")
+        own_tensor.copy_(tensor)

@@ -1,0 +1,55 @@
+import math
+
+import pytest
+import torch
+
+from cyclegan import losses
+
+
+def test_lsgan_losses_exact_values():
+    real = torch.tensor([1.0, 0.5])
+    fake = torch.tensor([0.0, 0.25])
+    # generator: mean((D(G(x)) - 1)^2) = (1 + 0.5625) / 2
+    assert losses.generator_adversarial_loss(fake, "lsgan").item() == pytest.approx(0.78125)
+    # discriminator: 0.5 * (mean((real - 1)^2) + mean(fake^2)) = 0.5 * (0.125 + 0.03125)
+    assert losses.discriminator_loss(real, fake, "lsgan").item() == pytest.approx(0.078125)
+
+
+def test_vanilla_losses_are_the_log_likelihood_of_eq_1():
+    real, fake = torch.tensor([2.0]), torch.tensor([-1.0])
+    sigmoid = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    assert losses.generator_adversarial_loss(fake, "vanilla").item() == pytest.approx(-math.log(sigmoid(-1.0)))
+    expected = 0.5 * (-math.log(sigmoid(2.0)) - math.log(1 - sigmoid(-1.0)))
+    assert losses.discriminator_loss(real, fake, "vanilla").item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_wgan_losses():
+    real, fake = torch.tensor([3.0, 1.0]), torch.tensor([0.5, -0.5])
+    assert losses.generator_adversarial_loss(fake, "wgangp").item() == pytest.approx(0.0)
+    assert losses.discriminator_loss(real, fake, "wgangp").item() == pytest.approx(-2.0)
+
+
+def test_unknown_gan_mode_is_refused():
+    with pytest.raises(ValueError, match="unknown gan_mode"):
+        losses.generator_adversarial_loss(torch.zeros(1), "hinge")
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    # D(x) = sum(w * x) has gradient w everywhere, so the penalty is weight * (|w| - 1)^2 exactly.
+    weight_vector = torch.full((1, 1, 2, 2), 1.0)  # |w| = 2
+    critic = lambda x: (x * weight_vector).flatten(1).sum(1)  # noqa: E731
+    penalty = losses.gradient_penalty(critic, torch.randn(3, 1, 2, 2), torch.randn(3, 1, 2, 2), weight=10.0)
+    assert penalty.item() == pytest.approx(10.0)
+
+
+def test_gradient_penalty_reaches_the_critic_parameters():
+    critic = torch.nn.Conv2d(1, 1, 2)
+    penalty = losses.gradient_penalty(critic, torch.randn(2, 1, 4, 4), torch.randn(2, 1, 4, 4))
+    penalty.backward()
+    assert critic.weight.grad is not None and critic.weight.grad.abs().sum() > 0
+
+
+def test_cycle_and_identity_are_weighted_l1():
+    a, b = torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.5)
+    assert losses.cycle_loss(a, b, 10.0).item() == pytest.approx(5.0)
+    assert losses.identity_loss(a, b, 5.0).item() == pytest.approx(2.5)

@@ -1,0 +1,107 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cyclegan.nets.discriminators import PatchDiscriminator, PixelDiscriminator, build_discriminator
+from cyclegan.nets.generators import ResnetGenerator, UnetGenerator, build_generator
+from cyclegan.nets.layers import copy_weights_in_order, count_parameters, init_weights
+
+OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official"
+
+
+def test_parameter_counts_equal_the_official_models():
+    # Official resnet_9blocks generator and basic PatchGAN with default widths (instance norm).
+    assert count_parameters(build_generator("resnet_9blocks", 3, 3, 64, "instance", False)) == 11_378_179
+    assert count_parameters(build_discriminator("basic", 3, 64, 3, "instance")) == 2_764_737
+    assert count_parameters(build_generator("resnet_6blocks", 3, 3, 64, "instance", False)) == 7_837_699
+
+
+@pytest.mark.parametrize("arch,size", [("resnet_9blocks", 64), ("resnet_6blocks", 36), ("unet_128", 128),
+                                       ("unet_256", 256)])
+def test_generator_keeps_the_image_shape(arch, size):
+    net = build_generator(arch, 3, 1, 8, "instance", True)
+    out = net(torch.randn(2, 3, size, size))
+    assert out.shape == (2, 1, size, size)
+    assert out.abs().max() <= 1.0  # tanh output
+
+
+def test_resnet_generator_layout_follows_the_paper():
+    net = ResnetGenerator(3, 3, ngf=64, n_blocks=9)
+    convs = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    # c7s1-64, d128, d256, 9 x R256 (2 convs each), u128, u64, c7s1-3
+    shapes = [(m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0]) for m in convs]
+    assert shapes[:3] == [(3, 64, 7, 1), (64, 128, 3, 2), (128, 256, 3, 2)]
+    assert shapes[3:21] == [(256, 256, 3, 1)] * 18
+    assert shapes[21:] == [(256, 128, 3, 2), (128, 64, 3, 2), (64, 3, 7, 1)]
+    assert sum(isinstance(m, torch.nn.ReflectionPad2d) for m in net.modules()) == 2 + 18
+    assert sum(isinstance(m, torch.nn.InstanceNorm2d) for m in net.modules()) == 1 + 2 + 18 + 2  # c7s1, d, R, u
+
+
+def test_patchgan_has_a_70_pixel_receptive_field():
+    net = PatchDiscriminator(3, 8, 3, "instance")
+    assert net(torch.randn(1, 3, 256, 256)).shape == (1, 1, 30, 30)  # 70x70 patches with stride 8
+    net = PatchDiscriminator(3, 8, 3, "none")  # instance norm would spread every pixel over the whole map
+    x = torch.zeros(1, 3, 140, 140, requires_grad=True)
+    net(x)[0, 0, 5, 5].backward()
+    rows = torch.nonzero(x.grad.abs().sum(dim=(0, 1, 3)))
+    assert rows.max() - rows.min() + 1 == 70
+    # no norm on the first layer: the first module after the first conv is the activation
+    assert isinstance(net.model[1], torch.nn.LeakyReLU)
+
+
+def test_pixel_discriminator_judges_every_pixel():
+    assert PixelDiscriminator(1, 8, "batch")(torch.randn(2, 1, 9, 7)).shape == (2, 1, 9, 7)
+
+
+def test_unet_size_multiple_and_batch_norm():
+    net = UnetGenerator(3, 3, n_downs=7, ngf=4, norm="batch")
+    assert net.size_multiple == 128
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+
+
+@pytest.mark.parametrize("init_type", ["normal", "xavier", "kaiming", "orthogonal"])
+def test_init_weights(init_type):
+    net = init_weights(PatchDiscriminator(3, 16, 3, "batch"), init_type, 0.02)
+    conv = net.model[2]
+    assert torch.all(net.model[0].bias == 0)
+    std = conv.weight.std().item()
+    if init_type == "normal":
+        assert 0.017 < std < 0.023
+    elif init_type == "kaiming":
+        assert std > 0.03  # sqrt(2 / fan_in) with fan_in = 256
+    bn = net.model[3]
+    assert 0.9 < bn.weight.mean().item() < 1.1 and torch.all(bn.bias == 0)
+
+
+def test_init_rejects_unknown_type():
+    with pytest.raises(ValueError, match="unknown init_type"):
+        init_weights(PixelDiscriminator(), "bogus")
+
+
+def _official_fixtures():
+    with open(OFFICIAL / "fixtures.json") as handle:
+        return sorted(json.load(handle).items())
+
+
+@pytest.mark.parametrize("name,spec", _official_fixtures(), ids=lambda v: v if isinstance(v, str) else "")
+def test_official_fixture_layers_line_up(name, spec):
+    """Our layers come in the official order: its weights load by position and give its outputs."""
+    if spec["kind"] == "G":
+        net = build_generator(spec["netG"], spec.get("input_nc", 3), spec.get("output_nc", 3), spec["ngf"],
+                              spec["norm"], spec["use_dropout"])
+    else:
+        net = build_discriminator(spec["netD"], spec.get("input_nc", 3), spec["ndf"], spec.get("n_layers_D", 3),
+                                  spec["norm"])
+    assert count_parameters(net) == spec["params"]
+    state = torch.load(OFFICIAL / f"{name}.pth", weights_only=True)
+    if spec["norm"] == "instance":  # old checkpoints carry instance-norm statistics the layer does not use
+        state = {k: v for k, v in state.items()
+                 if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    copy_weights_in_order(net, state)
+    net.eval()
+    with torch.no_grad():
+        output = net(torch.from_numpy(np.load(OFFICIAL / f"{name}.input.npy"))).numpy()
+    assert np.abs(output - np.load(OFFICIAL / f"{name}.output.npy")).max() <= 1e-5
