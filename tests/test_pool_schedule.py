@@ -45,7 +45,7 @@ def test_linear_schedule_is_constant_then_decays_to_near_zero():
     assert lr_factor(100, config) == pytest.approx(1 - 1 / 101)
     assert lr_factor(199, config) == pytest.approx(1 / 101)
     factors = [lr_factor(e, config) for e in range(100, 200)]
-    steps = {round(a - b, 9) for a, b in zip(factors, factors[1:])}
+    steps = {round(a - b, 9) for a, b in zip(factors, factors[1:], strict=False)}
     assert steps == {round(1 / 101, 9)}  # linear
     assert learning_rate(0, config) == pytest.approx(2e-4)
 

@@ -12,7 +12,8 @@ def lr_factor(epoch: int, config: TrainConfig) -> float:
 
     linear (paper Sec. 4): constant for exactly n_epochs, then falling linearly by 1/(n_epochs_decay + 1) per epoch
     (the official code's formula; its update at the start of each epoch starts the decay one epoch early and
-    spends the last epoch at rate 0, which we do not copy); step: x0.1 every lr_decay_epochs; cosine: half a cosine from 1 to 0 over all epochs.
+    spends the last epoch at rate 0, which we do not copy); step: x0.1 every lr_decay_epochs; cosine: half a
+    cosine from 1 to 0 over all epochs.
     """
     if config.lr_policy == "linear":
         return 1.0 - max(0, epoch + 1 - config.n_epochs) / float(config.n_epochs_decay + 1)

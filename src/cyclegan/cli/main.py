@@ -1,0 +1,43 @@
+"""The `cyclegan` command: one subcommand per module in this package."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..config import ConfigError
+from ..data.folders import DatasetError
+from ..io.checkpoints import CheckpointError
+from ..io.images import ImageError
+from . import data, demo, train, translate
+
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ImageError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cyclegan", description="CycleGAN (Zhu et al., ICCV 2017): unpaired image-to-image translation.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Show debug messages.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in (demo, train, translate, data):
+        command.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        return args.handler(args)
+    except USER_ERRORS as error:
+        print(f"cyclegan: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cyclegan: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

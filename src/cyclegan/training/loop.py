@@ -1,0 +1,232 @@
+"""The training loop: epochs, learning-rate schedule, logging, samples, checkpoints and exact resume.
+
+The loop knows nothing of CycleGAN's losses: it feeds batches to `model.training_step` and records what comes back.
+Every sample of every epoch is a pure function of (seed, epoch, index), and every other random choice is in a
+generator whose state is checkpointed, so a run stopped at any iteration and resumed ends exactly where an
+uninterrupted run would (on the CPU, in deterministic mode).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..config import Config, ConfigError, apply_overrides
+from ..data.folders import DatasetError, UnalignedDataset, epoch_order, load_test_images, resolve_folders
+from ..data.synthetic import ensure_builtin
+from ..io.checkpoints import find_checkpoint, load_checkpoint, save_checkpoint
+from ..io.run_folder import LogWriter, RunFolder
+from ..models.cyclegan import CycleGAN
+from ..progress import progress_bar
+from ..report.grids import sample_grid, save_png
+from ..report.html import write_run_report
+from ..runtime import capture_rng_state, restore_rng_state, seed_everything, select_device
+from .schedule import learning_rate
+
+logger = logging.getLogger(__name__)
+
+# Options that may change when a run is resumed; everything else must stay as the run was started.
+RESUMABLE_OVERRIDES = frozenset({"device", "num_workers", "n_epochs", "n_epochs_decay", "save_every", "run_dir"})
+
+
+@dataclass
+class StopRequest:
+    """Set by SIGINT/SIGTERM (or by the caller); the loop saves a checkpoint after the current step and returns."""
+
+    requested: bool = False
+    reason: str = ""
+
+    def request(self, reason: str) -> None:
+        self.requested, self.reason = True, reason
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    config: Config  # as resolved for the run (e.g. the built-in data set's folder)
+    epochs_done: int
+    steps_done: int
+    stopped_early: bool
+    last_losses: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def _stop_on_signals(stop: StopRequest) -> Iterator[None]:
+    """The first Ctrl-C or SIGTERM asks for a clean stop; a second Ctrl-C interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.request(signal.Signals(signum).name)
+        logger.warning("%s received: saving a checkpoint after this step (Ctrl-C again to abort)",
+                       signal.Signals(signum).name)
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _ignore_sigint(_worker_id: int) -> None:
+    # Ctrl-C reaches the whole process group; data workers leave the clean stop to the main process.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def resolve_data_root(config: Config, run: RunFolder) -> Config:
+    """Replace dataroot='builtin' with the folder the built-in data set is written to (inside the run folder)."""
+    if config.data.dataroot != "builtin" or config.data.dir_a is not None:
+        return config
+    root = ensure_builtin(run.root / "data", config.data.builtin_size, config.data.builtin_count)
+    return config.replace(data=dataclasses.replace(config.data, dataroot=str(root)))
+
+
+def _fixed_samples(config: Config, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same few images every epoch: from the test folders when there are any, else from the training ones."""
+    try:
+        folder_a, folder_b = resolve_folders(config.data, "test")
+    except DatasetError:
+        folder_a, folder_b = resolve_folders(config.data, "train")
+    count, size = config.train.num_samples, config.data.crop_size
+    images_a = load_test_images(folder_a, config.model.channels_a, size, count)
+    images_b = load_test_images(folder_b, config.model.channels_b, size, count)
+    count = min(len(images_a), len(images_b))
+    return torch.stack(images_a[:count]).to(device), torch.stack(images_b[:count]).to(device)
+
+
+def _write_samples(model: CycleGAN, fixed: tuple[torch.Tensor, torch.Tensor], path: Path) -> None:
+    images = model.sample(*fixed)
+    columns = [("real A", "real_a"), ("G(A)", "fake_b"), ("F(G(A))", "rec_a"), ("F(A) identity", "idt_a"),
+               ("real B", "real_b"), ("F(B)", "fake_a"), ("G(F(B))", "rec_b"), ("G(B) identity", "idt_b")]
+    columns = [(title, key) for title, key in columns if key in images]
+    rows = [[images[key][i].cpu() for _, key in columns] for i in range(len(fixed[0]))]
+    save_png(sample_grid(rows, [title for title, _ in columns], cell_size=128), path)
+
+
+def _checkpoint_state(model: CycleGAN, epoch: int, iteration: int, step: int) -> dict[str, Any]:
+    return {"nets": model.network_state(), "training": model.training_state(), "rng": capture_rng_state(),
+            "progress": {"epoch": epoch, "iteration": iteration, "step": step}}
+
+
+def _resume_config(saved: Config, overrides: dict[str, Any] | None) -> Config:
+    overrides = overrides or {}
+    flat = {k: v for section in overrides.values() for k, v in section.items()} if all(
+        isinstance(v, dict) for v in overrides.values()) else overrides
+    refused = sorted(set(flat) - RESUMABLE_OVERRIDES)
+    if refused:
+        raise ConfigError(f"cannot change {', '.join(refused)} when resuming (the run was trained with the values "
+                          f"in its config.yaml); only {', '.join(sorted(RESUMABLE_OVERRIDES))} may change")
+    return apply_overrides(saved, flat)
+
+
+def train(config: Config, resume: bool = False, overrides: dict[str, Any] | None = None,
+          show_progress: bool = True, max_steps: int | None = None, stop: StopRequest | None = None,
+          on_epoch_end: Callable[[int], None] | None = None) -> TrainResult:
+    """Train a CycleGAN as `config` says, in `config.train.run_dir`.
+
+    resume: continue the run in that folder from its latest checkpoint; the saved config is used, with
+    `overrides` (flat option names) applied where a resume allows it. max_steps: stop cleanly, with a resumable
+    checkpoint, after this many iterations in this call. Returns what was done.
+    """
+    stop = stop or StopRequest()
+    run = RunFolder(Path(config.train.run_dir))
+    checkpoint_state: dict[str, Any] | None = None
+    if resume:
+        saved, checkpoint_state = load_checkpoint(find_checkpoint(run.root))
+        config = _resume_config(saved, {**(overrides or {}), "run_dir": str(run.root)})
+    elif run.latest_checkpoint.exists():
+        raise ConfigError(f"{run.root} already holds a run; resume it with --resume, or choose another --run-dir")
+
+    run.create()
+    config = resolve_data_root(config, run)
+    device = select_device(config.train.device)
+    seed_everything(config.train.seed, config.train.deterministic)
+    folder_a, folder_b = resolve_folders(config.data, "train")
+    dataset = UnalignedDataset(folder_a, folder_b, config.data, config.train.seed, config.model.channels_a,
+                               config.model.channels_b)
+    model = CycleGAN(config.model, config.train).to(device)
+    epoch, iteration, step = 0, 0, 0
+    if checkpoint_state is not None:
+        model.load_network_state(checkpoint_state["nets"])
+        model.load_training_state(checkpoint_state["training"])
+        restore_rng_state(checkpoint_state["rng"])
+        progress = checkpoint_state["progress"]
+        epoch, iteration, step = progress["epoch"], progress["iteration"], progress["step"]
+        run.truncate_log(step)
+        logger.info("resuming %s at epoch %d, iteration %d", run.root, epoch + 1, iteration)
+    run.write_config(config)
+    fixed = _fixed_samples(config, device)
+    log = LogWriter(run.log_file)
+    batch_size, total_epochs = config.train.batch_size, config.train.total_epochs
+    batches_per_epoch = -(-len(dataset) // batch_size)
+    steps_this_call, last_losses, started = 0, {}, time.monotonic()
+    logger.info("training on %s: %d A / %d B images, %d epochs", device, len(dataset.files_a), len(dataset.files_b),
+                total_epochs)
+
+    def save(kind_epoch: int, kind_iteration: int) -> None:
+        save_checkpoint(run.latest_checkpoint, config, _checkpoint_state(model, kind_epoch, kind_iteration, step))
+
+    try:
+        with _stop_on_signals(stop):
+            while epoch < total_epochs and not stop.requested:
+                lr = learning_rate(epoch, config.train)
+                model.set_learning_rate(lr)
+                items = epoch_order(len(dataset), config.train.seed, epoch, not config.data.serial_batches)
+                loader = DataLoader(dataset, batch_size=batch_size, sampler=items[iteration * batch_size:],
+                                    num_workers=config.data.num_workers, worker_init_fn=_ignore_sigint,
+                                    pin_memory=device.type == "cuda",
+                                    generator=torch.Generator())  # leaves the global RNG untouched
+                bar = progress_bar(loader, total=batches_per_epoch, initial=iteration, unit="it",
+                                   description=f"epoch {epoch + 1}/{total_epochs}", enabled=show_progress)
+                for batch in bar:
+                    losses = model.training_step(batch["a"].to(device, non_blocking=True),
+                                                 batch["b"].to(device, non_blocking=True))
+                    iteration, step, steps_this_call = iteration + 1, step + 1, steps_this_call + 1
+                    last_losses = losses
+                    log.write({"epoch": epoch + 1, "iteration": iteration, "step": step,
+                               "time": round(time.monotonic() - started, 3), "lr": lr, "losses": losses})
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+                    if max_steps is not None and steps_this_call >= max_steps:
+                        stop.request(f"max_steps={max_steps}")
+                    if stop.requested:
+                        break
+                bar.close()
+                del loader
+                if stop.requested and iteration < batches_per_epoch:
+                    save(epoch, iteration)  # mid-epoch: resume continues with the next batch of this epoch
+                    break
+                epoch, iteration = epoch + 1, 0
+                save(epoch, 0)
+                if epoch % config.train.save_every == 0 or epoch == total_epochs:
+                    save_checkpoint(run.epoch_checkpoint(epoch), config, _checkpoint_state(model, epoch, 0, step))
+                if fixed[0].shape[0]:
+                    _write_samples(model, fixed, run.sample_file(epoch))
+                write_run_report(run.root)
+                logger.info("epoch %d/%d done: %s", epoch, total_epochs,
+                            ", ".join(f"{k} {v:.3f}" for k, v in last_losses.items()))
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch)
+    finally:
+        log.close()
+    write_run_report(run.root)
+    if stop.requested:
+        logger.warning("stopped (%s) at epoch %d, iteration %d; continue with --resume", stop.reason,
+                       epoch + 1, iteration)
+    return TrainResult(run.root, config, epoch, step, stop.requested, last_losses)

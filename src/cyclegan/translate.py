@@ -1,0 +1,166 @@
+"""Translator: a trained model's generators, ready to translate PIL images, tensors, files and folders.
+
+    translator = cyclegan.load("runs/horse2zebra")
+    zebra = translator(Image.open("horse.jpg"))            # A -> B; direction="BtoA" for the other way
+
+Any size and aspect ratio works: images are padded (by reflection) to the multiple of 4 (ResNet) or 2**depth
+(U-Net) the generator needs and cropped back afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as functional
+from PIL import Image
+from torch import nn
+
+from .config import DIRECTIONS, Config, ModelConfig
+from .io.checkpoints import find_checkpoint, load_checkpoint
+from .io.images import image_to_tensor, load_image, save_image, tensor_to_image
+from .models.cyclegan import build_generators
+from .progress import progress_bar
+from .runtime import select_device
+
+logger = logging.getLogger(__name__)
+
+
+def pad_to_multiple(batch: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad an NCHW batch on the bottom and right to sides divisible by `multiple`; returns it and the old size.
+
+    Reflection keeps the border statistics natural; images too small to reflect are padded by replication.
+    """
+    height, width = batch.shape[-2:]
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    if pad_h == 0 and pad_w == 0:
+        return batch, (height, width)
+    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+    return functional.pad(batch, (0, pad_w, 0, pad_h), mode=mode), (height, width)
+
+
+class Translator:
+    """Both generators of a trained CycleGAN, in eval mode on one device."""
+
+    def __init__(self, gen_ab: nn.Module, gen_ba: nn.Module, config: ModelConfig,
+                 device: torch.device | str = "cpu") -> None:
+        self.config = config
+        self.device = torch.device(device)
+        self.generators = {"AtoB": gen_ab.to(self.device).eval(), "BtoA": gen_ba.to(self.device).eval()}
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> Translator:
+        """Load from a run folder (its latest checkpoint) or a checkpoint file; no architecture flags needed."""
+        checkpoint = find_checkpoint(path)
+        target = select_device(device)
+        config, state = load_checkpoint(checkpoint, device="cpu", prefix="nets")
+        gen_ab, gen_ba = build_generators(config.model)
+        gen_ab.load_state_dict(state["nets"]["gen_ab"])
+        gen_ba.load_state_dict(state["nets"]["gen_ba"])
+        logger.info("loaded %s (%s, ngf=%d)", checkpoint, config.model.gen_arch, config.model.ngf)
+        return cls(gen_ab, gen_ba, config.model, target)
+
+    @classmethod
+    def from_config(cls, config: Config, device: str = "cpu") -> Translator:
+        """Untrained generators for `config` (a baseline to compare a trained model against)."""
+        gen_ab, gen_ba = build_generators(config.model)
+        return cls(gen_ab, gen_ba, config.model, select_device(device))
+
+    def source_channels(self, direction: str) -> int:
+        return self.config.channels_a if direction == "AtoB" else self.config.channels_b
+
+    @torch.inference_mode()
+    def translate_tensor(self, batch: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
+        """Translate an NCHW (or CHW) batch in [-1, 1] of any size; returns the same shape, on the input's device."""
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction={direction!r}; use AtoB or BtoA")
+        generator = self.generators[direction]
+        single = batch.dim() == 3
+        batch = batch.unsqueeze(0) if single else batch
+        expected = self.source_channels(direction)
+        if batch.shape[1] != expected:
+            raise ValueError(f"the {direction} generator takes {expected}-channel images, got {batch.shape[1]}")
+        padded, (height, width) = pad_to_multiple(batch.to(self.device, torch.float32), generator.size_multiple)
+        output = generator(padded)[..., :height, :width].to(batch.device)
+        return output[0] if single else output
+
+    def __call__(self, images: Image.Image | Sequence[Image.Image] | torch.Tensor, direction: str = "AtoB",
+                 resize: int | None = None, batch_size: int = 4) -> Image.Image | list[Image.Image] | torch.Tensor:
+        """Translate a PIL image, a list of them, or a tensor; returns the same kind."""
+        if isinstance(images, torch.Tensor):
+            return self.translate_tensor(images, direction)
+        single = isinstance(images, Image.Image)
+        outputs = self.translate_images([images] if single else list(images), direction, resize, batch_size)
+        return outputs[0] if single else outputs
+
+    def translate_images(self, images: list[Image.Image], direction: str = "AtoB", resize: int | None = None,
+                         batch_size: int = 4) -> list[Image.Image]:
+        """Translate PIL images, batching those of equal size; the outputs keep the inputs' order."""
+        channels = self.source_channels(direction)
+        tensors = [image_to_tensor(_prepare(image, channels, resize)) for image in images]
+        outputs: list[Image.Image | None] = [None] * len(tensors)
+        for indices in _batches_by_size(tensors, batch_size):
+            translated = self.translate_tensor(torch.stack([tensors[i] for i in indices]), direction)
+            for index, tensor in zip(indices, translated, strict=True):
+                outputs[index] = tensor_to_image(tensor.cpu())
+        return outputs  # type: ignore[return-value]
+
+    def translate_files(self, paths: Sequence[Path], out_dir: Path, direction: str = "AtoB",
+                        resize: int | None = None, batch_size: int = 4, show_progress: bool = True,
+                        names: Sequence[str] | None = None) -> list[tuple[Path, Path]]:
+        """Translate image files into `out_dir` as PNG (names keep their stems); returns (input, output) pairs."""
+        out_dir = Path(out_dir)
+        names = list(names) if names is not None else _unique_names(paths)
+        pairs = []
+        bar = progress_bar(total=len(paths), description=f"translating {direction}", unit="img",
+                           enabled=show_progress)
+        for start in range(0, len(paths), batch_size):
+            chunk = list(paths[start:start + batch_size])
+            channels = self.source_channels(direction)
+            images = [load_image(path, channels) for path in chunk]
+            for path, name, output in zip(chunk, names[start:start + batch_size],
+                                          self.translate_images(images, direction, resize, batch_size),
+                                          strict=True):
+                target = out_dir / name
+                save_image(output, target)
+                pairs.append((Path(path), target))
+            bar.update(len(chunk))
+        bar.close()
+        return pairs
+
+
+def _prepare(image: Image.Image, channels: int, resize: int | None) -> Image.Image:
+    """Match the generator's channels; with `resize`, scale the shorter side to that many pixels."""
+    image = image.convert("L" if channels == 1 else "RGB")
+    if resize:
+        scale = resize / min(image.size)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                             Image.BICUBIC)
+    return image
+
+
+def _batches_by_size(tensors: list[torch.Tensor], batch_size: int) -> list[list[int]]:
+    groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    for index, tensor in enumerate(tensors):
+        groups[tuple(tensor.shape)].append(index)
+    return [indices[i:i + batch_size] for indices in groups.values() for i in range(0, len(indices), batch_size)]
+
+
+def _unique_names(paths: Sequence[Path]) -> list[str]:
+    """Output file names: the input's stem as .png, numbered when two inputs share a stem."""
+    seen: dict[str, int] = {}
+    names = []
+    for path in paths:
+        stem = Path(path).stem
+        count = seen.get(stem, 0)
+        seen[stem] = count + 1
+        names.append(f"{stem}.png" if count == 0 else f"{stem}_{count}.png")
+    return names
+
+
+def load(path: str | Path, device: str = "auto") -> Translator:
+    """Load a trained model for translation: `cyclegan.load("runs/my_run")("photo.jpg" as PIL image)`."""
+    return Translator.load(path, device)

@@ -1,0 +1,34 @@
+"""Small builders shared by the tests: tiny image folders and tiny configs that train in a second."""
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cyclegan.config import Config, apply_overrides
+
+
+def write_images(folder: Path, count: int, size: int = 40, seed: int = 0, mode: str = "RGB") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        shape = (size, size, 3) if mode == "RGB" else (size, size)
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def tiny_dataset(root: Path, count_a: int = 4, count_b: int = 3) -> Path:
+    for phase, n_a, n_b in (("train", count_a, count_b), ("test", 2, 2)):
+        write_images(root / f"{phase}A", n_a, seed=1 + len(phase))
+        write_images(root / f"{phase}B", n_b, seed=11 + len(phase))
+    return root
+
+
+def tiny_config(run_dir: Path, dataroot: Path, **overrides) -> Config:
+    options = {
+        "dataroot": str(dataroot), "run_dir": str(run_dir), "gen_arch": "resnet_6blocks", "ngf": 4, "ndf": 4,
+        "load_size": 36, "crop_size": 32, "num_workers": 0, "n_epochs": 1, "n_epochs_decay": 2,
+        "pool_size": 3, "device": "cpu", "deterministic": True, "num_samples": 2, "save_every": 2,
+    }
+    options.update(overrides)
+    return apply_overrides(Config(), options)

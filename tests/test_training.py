@@ -1,0 +1,153 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from cyclegan.config import ConfigError
+from cyclegan.io.checkpoints import load_checkpoint
+from cyclegan.models.cyclegan import CycleGAN
+from cyclegan.training.loop import train
+
+from .helpers import tiny_config, tiny_dataset
+
+
+@pytest.fixture
+def dataroot(tmp_path):
+    return tiny_dataset(tmp_path / "data")
+
+
+def _final_state(run_dir):
+    _, state = load_checkpoint(run_dir / "checkpoints" / "latest.safetensors")
+    return state
+
+
+def _assert_same_tensors(left, right, path=""):
+    if isinstance(left, torch.Tensor):
+        assert torch.equal(left, right), path
+    elif isinstance(left, dict):
+        assert left.keys() == right.keys(), path
+        for key in left:
+            _assert_same_tensors(left[key], right[key], f"{path}/{key}")
+    elif isinstance(left, (list, tuple)):
+        assert len(left) == len(right), path
+        for i, (a, b) in enumerate(zip(left, right, strict=True)):
+            _assert_same_tensors(a, b, f"{path}/{i}")
+    else:
+        assert left == right, path
+
+
+def _losses(run_dir):
+    lines = (run_dir / "log.jsonl").read_text().splitlines()
+    return [(r["step"], r["losses"]) for r in map(json.loads, lines)]
+
+
+def test_run_folder_holds_config_log_checkpoints_samples_and_report(tmp_path, dataroot):
+    config = tiny_config(tmp_path / "run", dataroot, batch_size=2)
+    result = train(config, show_progress=False)
+    run = tmp_path / "run"
+    assert (result.epochs_done, result.steps_done) == (3, 6)  # 4 A images, batch 2, 3 epochs
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
+    assert set(records[0]["losses"]) == {"gan_ab", "gan_ba", "cycle_a", "cycle_b", "idt_a", "idt_b",
+                                         "disc_a", "disc_b"}
+    assert [r["lr"] for r in records[::2]] == pytest.approx([2e-4, 2e-4 * 2 / 3, 2e-4 / 3])
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "epoch_0002.safetensors", "epoch_0003.safetensors", "latest.safetensors"]
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [
+        "epoch_0001.png", "epoch_0002.png", "epoch_0003.png"]
+    assert (run / "losses.png").stat().st_size > 1000
+    html = (run / "index.html").read_text()
+    assert "samples/epoch_0003.png" in html and "losses.png" in html
+    saved = load_checkpoint(run / "checkpoints" / "latest.safetensors")[0]
+    assert saved.model.ngf == 4 and "ngf: 4" in (run / "config.yaml").read_text()
+
+
+def test_stop_and_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, dataroot):
+    straight = tmp_path / "straight"
+    train(tiny_config(straight, dataroot), show_progress=False)
+
+    pieces = tmp_path / "pieces"
+    first = train(tiny_config(pieces, dataroot), show_progress=False, max_steps=3)  # stops mid-epoch 1
+    assert first.stopped_early and first.steps_done == 3
+    progress = _final_state(pieces)["progress"]
+    assert (progress["epoch"], progress["iteration"]) == (0, 3)
+    second = train(tiny_config(pieces, dataroot), resume=True, show_progress=False, max_steps=3)  # into epoch 2
+    assert second.steps_done == 6
+    third = train(tiny_config(pieces, dataroot), resume=True, show_progress=False)
+    assert not third.stopped_early and third.steps_done == 12
+
+    _assert_same_tensors(_final_state(straight), _final_state(pieces))
+    assert _losses(straight) == _losses(pieces)
+
+
+def test_resume_refuses_changes_that_would_break_the_run(tmp_path, dataroot):
+    run = tmp_path / "run"
+    train(tiny_config(run, dataroot), show_progress=False, max_steps=1)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(tiny_config(run, dataroot), show_progress=False)
+    with pytest.raises(ConfigError, match="cannot change ngf"):
+        train(tiny_config(run, dataroot), resume=True, overrides={"ngf": 8}, show_progress=False)
+    result = train(tiny_config(run, dataroot), resume=True, overrides={"n_epochs": 2}, show_progress=False)
+    assert result.epochs_done == 4  # the total was extended by the allowed override
+
+
+@pytest.mark.parametrize("objective,expected", [
+    ("gan_only", {"gan_ab", "gan_ba", "disc_a", "disc_b"}),
+    ("cycle_only", {"cycle_a", "cycle_b"}),
+    ("gan_forward", {"gan_ab", "gan_ba", "cycle_a", "disc_a", "disc_b"}),
+    ("gan_backward", {"gan_ab", "gan_ba", "cycle_b", "disc_a", "disc_b"}),
+])
+def test_ablations_train_only_their_terms(objective, expected):
+    config = tiny_config("unused", "unused", objective=objective, lambda_identity=0.0).model
+    train_config = tiny_config("unused", "unused").train
+    model = CycleGAN(config, train_config)
+    disc_before = [p.clone() for p in model.disc_a.parameters()]
+    losses = model.training_step(torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1)
+    assert set(losses) == expected
+    disc_changed = any(not torch.equal(a, b) for a, b in zip(disc_before, model.disc_a.parameters(), strict=True))
+    assert disc_changed == (objective != "cycle_only")
+
+
+def test_wgan_gp_applies_its_penalty():
+    config = tiny_config("unused", "unused", gan_mode="wgangp").model
+    model = CycleGAN(config, tiny_config("unused", "unused").train)
+    losses = model.training_step(torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1)
+    assert losses["gp_a"] > 0 and losses["gp_b"] > 0
+
+
+def test_vanilla_gan_and_batch_norm_unet_train(tmp_path, dataroot):
+    config = tiny_config(tmp_path / "run", dataroot, gan_mode="vanilla", gen_arch="unet_128", norm="batch",
+                         load_size=128, crop_size=128, dropout=True, n_epochs=1, n_epochs_decay=0)
+    result = train(config, show_progress=False)
+    assert result.steps_done == 4
+
+
+def test_sigterm_saves_and_exits_cleanly_then_resume_finishes(tmp_path, dataroot):
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "cyclegan", "train", "--quiet", "--dataroot", str(dataroot),
+               "--run-dir", str(run), "--gen-arch", "resnet_6blocks", "--ngf", "4", "--ndf", "4",
+               "--load-size", "36", "--crop-size", "32", "--num-workers", "1", "--n-epochs", "500",
+               "--n-epochs-decay", "0", "--device", "cpu"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = run / "log.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 6):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert "resume with" in stdout
+    state = _final_state(run)
+    steps = state["progress"]["step"]
+    assert 6 <= steps < 2000
+    assert len(log.read_text().splitlines()) == steps
+    resumed = subprocess.run([sys.executable, "-m", "cyclegan", "train", "--quiet", "--resume", "--run-dir",
+                              str(run), "--max-steps", "2"], capture_output=True, text=True, timeout=120,
+                             env={**os.environ})
+    assert resumed.returncode == 0, resumed.stderr
+    assert _final_state(run)["progress"]["step"] == steps + 2
