@@ -91,3 +91,12 @@ def test_ablation_switches():
     assert not ModelConfig(objective="gan_forward").uses_backward_cycle
     assert not ModelConfig(objective="cycle_only").uses_gan
     assert not ModelConfig(objective="gan_only").uses_forward_cycle
+
+
+def test_readme_documents_every_option():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for cls in SECTIONS.values():
+        for spec in dataclasses.fields(cls):
+            assert f"`--{spec.name.replace('_', '-')}`" in readme, spec.name

@@ -23,6 +23,7 @@ def dataroot(tmp_path):
 
 def _final_state(run_dir):
     _, state = load_checkpoint(run_dir / "checkpoints" / "latest.safetensors")
+    assert state["progress"].pop("elapsed") > 0  # wall-clock time, the one thing a resume cannot repeat
     return state
 
 

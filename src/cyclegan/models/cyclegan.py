@@ -54,9 +54,10 @@ def _set_requires_grad(nets: tuple[nn.Module, ...], flag: bool) -> None:
 class CycleGAN(nn.Module):
     """The four networks, their two Adam optimisers and the two image pools; `training_step` is one iteration."""
 
-    def __init__(self, config: ModelConfig, train: TrainConfig) -> None:
+    def __init__(self, config: ModelConfig, train: TrainConfig, fuse_batches: bool = True) -> None:
         super().__init__()
         self.config = config
+        self.fuse_batches = fuse_batches
         self.gen_ab, self.gen_ba = build_generators(config)
         self.disc_a, self.disc_b = build_discriminators(config)
         betas = (train.beta1, train.beta2)  # paper Sec. 4: Adam, beta1 = 0.5
@@ -84,8 +85,11 @@ class CycleGAN(nn.Module):
         lambda_idt = config.lambda_identity
         terms: dict[str, torch.Tensor] = {}
 
-        fake_b = self.gen_ab(real_a)  # G(x)
-        fake_a = self.gen_ba(real_b)  # F(y)
+        if lambda_idt > 0:  # Sec. 5.2: G(y) ~ y and F(x) ~ x, computed beside G(x) and F(y)
+            fake_b, idt_b = self._forward_each(self.gen_ab, real_a, real_b)
+            fake_a, idt_a = self._forward_each(self.gen_ba, real_b, real_a)
+        else:
+            fake_b, fake_a = self.gen_ab(real_a), self.gen_ba(real_b)  # G(x), F(y)
 
         # Generators. The discriminators are frozen so that G's backward pass does not fill their gradients.
         discriminators = (self.disc_a, self.disc_b)
@@ -98,9 +102,9 @@ class CycleGAN(nn.Module):
             terms["cycle_a"] = losses.cycle_loss(self.gen_ba(fake_b), real_a, config.lambda_a)
         if config.uses_backward_cycle:  # Eq. 2, backward: G(F(y)) ~ y
             terms["cycle_b"] = losses.cycle_loss(self.gen_ab(fake_a), real_b, config.lambda_b)
-        if lambda_idt > 0:  # Sec. 5.2: G(y) ~ y and F(x) ~ x
-            terms["idt_b"] = losses.identity_loss(self.gen_ab(real_b), real_b, config.lambda_b * lambda_idt)
-            terms["idt_a"] = losses.identity_loss(self.gen_ba(real_a), real_a, config.lambda_a * lambda_idt)
+        if lambda_idt > 0:
+            terms["idt_b"] = losses.identity_loss(idt_b, real_b, config.lambda_b * lambda_idt)
+            terms["idt_a"] = losses.identity_loss(idt_a, real_a, config.lambda_a * lambda_idt)
         sum(terms.values()).backward()
         self.optimizer_gen.step()
 
@@ -121,10 +125,19 @@ class CycleGAN(nn.Module):
     def _discriminator_terms(self, disc: nn.Module, real: torch.Tensor, fake: torch.Tensor, domain: str
                              ) -> dict[str, torch.Tensor]:
         fake = fake.detach()
-        terms = {f"disc_{domain}": losses.discriminator_loss(disc(real), disc(fake), self.config.gan_mode)}
+        real_scores, fake_scores = self._forward_each(disc, real, fake)
+        terms = {f"disc_{domain}": losses.discriminator_loss(real_scores, fake_scores, self.config.gan_mode)}
         if self.config.gan_mode == "wgangp":  # the penalty the official code defines but never applies
             terms[f"gp_{domain}"] = losses.gradient_penalty(disc, real, fake, self.config.lambda_gp)
         return terms
+
+    def _forward_each(self, net: nn.Module, *batches: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """`net` on each batch. Without batch norm every image is normalised on its own, so one call on the
+        concatenation gives the same result with less overhead; batch norm would mix the batches, so it gets one
+        call each. `fuse_batches=False` always calls separately (the plain reference step)."""
+        if not self.fuse_batches or self.config.norm == "batch":
+            return tuple(net(batch) for batch in batches)
+        return net(torch.cat(batches)).split([batch.shape[0] for batch in batches])
 
     @torch.no_grad()
     def sample(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:

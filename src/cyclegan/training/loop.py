@@ -28,7 +28,7 @@ from ..data.synthetic import ensure_builtin
 from ..io.checkpoints import find_checkpoint, load_checkpoint, save_checkpoint
 from ..io.run_folder import LogWriter, RunFolder
 from ..models.cyclegan import CycleGAN
-from ..progress import progress_bar
+from ..progress import format_duration, progress_bar
 from ..report.grids import sample_grid, save_png
 from ..report.html import write_run_report
 from ..runtime import capture_rng_state, restore_rng_state, seed_everything, select_device
@@ -120,9 +120,9 @@ def _write_samples(model: CycleGAN, fixed: tuple[torch.Tensor, torch.Tensor], pa
     save_png(sample_grid(rows, [title for title, _ in columns], cell_size=128), path)
 
 
-def _checkpoint_state(model: CycleGAN, epoch: int, iteration: int, step: int) -> dict[str, Any]:
+def _checkpoint_state(model: CycleGAN, epoch: int, iteration: int, step: int, elapsed: float) -> dict[str, Any]:
     return {"nets": model.network_state(), "training": model.training_state(), "rng": capture_rng_state(),
-            "progress": {"epoch": epoch, "iteration": iteration, "step": step}}
+            "progress": {"epoch": epoch, "iteration": iteration, "step": step, "elapsed": elapsed}}
 
 
 def _resume_config(saved: Config, overrides: dict[str, Any] | None) -> Config:
@@ -162,13 +162,14 @@ def train(config: Config, resume: bool = False, overrides: dict[str, Any] | None
     dataset = UnalignedDataset(folder_a, folder_b, config.data, config.train.seed, config.model.channels_a,
                                config.model.channels_b)
     model = CycleGAN(config.model, config.train).to(device)
-    epoch, iteration, step = 0, 0, 0
+    epoch, iteration, step, elapsed_before = 0, 0, 0, 0.0
     if checkpoint_state is not None:
         model.load_network_state(checkpoint_state["nets"])
         model.load_training_state(checkpoint_state["training"])
         restore_rng_state(checkpoint_state["rng"])
         progress = checkpoint_state["progress"]
         epoch, iteration, step = progress["epoch"], progress["iteration"], progress["step"]
+        elapsed_before = progress.get("elapsed", 0.0)
         run.truncate_log(step)
         logger.info("resuming %s at epoch %d, iteration %d", run.root, epoch + 1, iteration)
     run.write_config(config)
@@ -180,8 +181,11 @@ def train(config: Config, resume: bool = False, overrides: dict[str, Any] | None
     logger.info("training on %s: %d A / %d B images, %d epochs", device, len(dataset.files_a), len(dataset.files_b),
                 total_epochs)
 
-    def save(kind_epoch: int, kind_iteration: int) -> None:
-        save_checkpoint(run.latest_checkpoint, config, _checkpoint_state(model, kind_epoch, kind_iteration, step))
+    def elapsed() -> float:  # training time of the whole run, across resumes
+        return elapsed_before + time.monotonic() - started
+
+    def save(path: Path, at_epoch: int, at_iteration: int) -> None:
+        save_checkpoint(path, config, _checkpoint_state(model, at_epoch, at_iteration, step, elapsed()))
 
     try:
         with _stop_on_signals(stop):
@@ -201,8 +205,11 @@ def train(config: Config, resume: bool = False, overrides: dict[str, Any] | None
                     iteration, step, steps_this_call = iteration + 1, step + 1, steps_this_call + 1
                     last_losses = losses
                     log.write({"epoch": epoch + 1, "iteration": iteration, "step": step,
-                               "time": round(time.monotonic() - started, 3), "lr": lr, "losses": losses})
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+                               "time": round(elapsed(), 3), "lr": lr, "losses": losses})
+                    remaining = total_epochs * batches_per_epoch - step
+                    run_eta = remaining * (time.monotonic() - started) / steps_this_call
+                    bar.set_postfix({**{k: f"{v:.3f}" for k, v in losses.items()},
+                                     "run ETA": format_duration(run_eta)}, refresh=False)
                     if max_steps is not None and steps_this_call >= max_steps:
                         stop.request(f"max_steps={max_steps}")
                     if stop.requested:
@@ -210,12 +217,13 @@ def train(config: Config, resume: bool = False, overrides: dict[str, Any] | None
                 bar.close()
                 del loader
                 if stop.requested and iteration < batches_per_epoch:
-                    save(epoch, iteration)  # mid-epoch: resume continues with the next batch of this epoch
+                    # mid-epoch: a resume continues with the next batch of this epoch
+                    save(run.latest_checkpoint, epoch, iteration)
                     break
                 epoch, iteration = epoch + 1, 0
-                save(epoch, 0)
+                save(run.latest_checkpoint, epoch, 0)
                 if epoch % config.train.save_every == 0 or epoch == total_epochs:
-                    save_checkpoint(run.epoch_checkpoint(epoch), config, _checkpoint_state(model, epoch, 0, step))
+                    save(run.epoch_checkpoint(epoch), epoch, 0)
                 if fixed[0].shape[0]:
                     _write_samples(model, fixed, run.sample_file(epoch))
                 write_run_report(run.root)

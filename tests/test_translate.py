@@ -1,0 +1,80 @@
+import pytest
+import torch
+from PIL import Image
+
+from cyclegan.config import apply_overrides
+from cyclegan.translate import Translator, pad_to_multiple
+
+from .helpers import tiny_config, tiny_dataset
+
+
+def test_pad_to_multiple_pads_bottom_right_only_when_needed():
+    batch = torch.arange(2 * 3 * 5 * 6, dtype=torch.float32).reshape(2, 3, 5, 6)
+    padded, size = pad_to_multiple(batch, 4)
+    assert padded.shape == (2, 3, 8, 8) and size == (5, 6)
+    assert torch.equal(padded[..., :5, :6], batch)
+    same, _ = pad_to_multiple(torch.zeros(1, 3, 8, 12), 4)
+    assert same.shape == (1, 3, 8, 12)
+    tiny, _ = pad_to_multiple(torch.zeros(1, 1, 2, 3), 128)  # too small to reflect: replicated
+    assert tiny.shape == (1, 1, 128, 128)
+
+
+@pytest.fixture(scope="module")
+def translator():
+    config = tiny_config("unused", "unused", ngf=4)
+    torch.manual_seed(0)
+    return Translator.from_config(config)
+
+
+@pytest.mark.parametrize("height,width", [(37, 53), (64, 64), (5, 130)])
+def test_any_size_comes_back_the_same_size(translator, height, width):
+    out = translator(torch.rand(2, 3, height, width) * 2 - 1)
+    assert out.shape == (2, 3, height, width) and out.abs().max() <= 1
+
+
+def test_padding_does_not_change_what_a_multiple_of_4_gets(translator):
+    image = torch.rand(1, 3, 32, 32) * 2 - 1
+    direct = translator.generators["AtoB"](image)
+    assert torch.allclose(translator(image), direct, atol=1e-6)
+
+
+def test_pil_lists_keep_order_and_sizes_across_size_groups(translator):
+    images = [Image.new("RGB", (40, 30), "red"), Image.new("RGB", (17, 23), "blue"), Image.new("RGB", (40, 30))]
+    outputs = translator(images, batch_size=2)
+    assert [o.size for o in outputs] == [(40, 30), (17, 23), (40, 30)]
+    single = translator(images[1])
+    assert single.size == (17, 23)
+    assert single.tobytes() == outputs[1].tobytes()
+    resized = translator(Image.new("L", (100, 50)), resize=20)  # grayscale input, shorter side to 20
+    assert resized.size == (40, 20) and resized.mode == "RGB"
+
+
+def test_wrong_direction_or_channels_are_refused(translator):
+    with pytest.raises(ValueError, match="direction"):
+        translator(torch.zeros(1, 3, 8, 8), direction="sideways")
+    with pytest.raises(ValueError, match="3-channel"):
+        translator(torch.zeros(1, 1, 8, 8))
+
+
+def test_grayscale_domain_and_unet_multiple():
+    config = apply_overrides(tiny_config("u", "u"), {"channels_a": 1, "lambda_identity": 0.0, "gen_arch": "unet_128"})
+    translator = Translator.from_config(config)
+    out = translator(Image.new("L", (50, 70), 128))
+    assert out.size == (50, 70) and out.mode == "RGB"
+    back = translator(Image.new("RGB", (50, 70)), direction="BtoA")
+    assert back.mode == "L"
+
+
+def test_load_rebuilds_the_trained_model_with_no_flags(tmp_path):
+    from cyclegan.training.loop import train
+
+    dataroot = tiny_dataset(tmp_path / "data")
+    train(tiny_config(tmp_path / "run", dataroot, ngf=8, n_epochs=1, n_epochs_decay=0), show_progress=False)
+    import cyclegan
+
+    loaded = cyclegan.load(tmp_path / "run", device="cpu")
+    assert loaded.config.ngf == 8
+    image = Image.open(next((dataroot / "testA").iterdir()))
+    assert loaded(image).size == image.size
+    by_file = cyclegan.load(tmp_path / "run" / "checkpoints" / "epoch_0001.safetensors", device="cpu")
+    assert torch.equal(by_file(torch.zeros(1, 3, 16, 16)), loaded(torch.zeros(1, 3, 16, 16)))
