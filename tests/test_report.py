@@ -227,3 +227,15 @@ def test_translation_page_links_are_relative_and_exist(tmp_path: Path) -> None:
     assert "../data/testA/horse 1.png" in links and "images/horse#2.png" in links
     assert "horse 1.png" in page and "horse -&gt; zebra &lt;test&gt;" in page
     assert 'src="images/horse%232.png"' in page and 'src="../data/testA/horse%201.png"' in page
+
+
+def test_report_shows_scores_when_the_run_has_them(tmp_path):
+    import json as json_module
+
+    from cyclegan.report.html import write_run_report as write_report
+
+    (tmp_path / "scores.json").write_text(json_module.dumps(
+        {"metric": "mean L1 <lower>", "scores": {"AtoB": {"trained": 0.25, "untrained": 0.5}}}))
+    html = write_report(tmp_path).read_text()
+    assert "<h2>Scores</h2>" in html and "mean L1 &lt;lower&gt;" in html
+    assert "AtoB" in html and "0.25" in html and "0.5" in html

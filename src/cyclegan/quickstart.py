@@ -25,7 +25,7 @@ from .translate import Translator
 # Small enough to finish on 2 CPU cores in minutes, large enough to learn the street scenes.
 DEMO_OPTIONS: dict[str, Any] = {
     "builtin_size": 64, "builtin_count": 200, "preprocess": "resize_and_crop", "load_size": 72, "crop_size": 64,
-    "gen_arch": "resnet_6blocks", "ngf": 24, "ndf": 32, "n_epochs": 5, "n_epochs_decay": 4, "batch_size": 1,
+    "gen_arch": "resnet_6blocks", "ngf": 24, "ndf": 32, "n_epochs": 5, "n_epochs_decay": 3, "batch_size": 1,
     "lambda_identity": 0.0,
     "num_workers": 1, "save_every": 5, "num_samples": 4,
 }

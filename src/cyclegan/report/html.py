@@ -6,6 +6,7 @@ relative to the page, so a run folder can be copied, zipped or served as it is.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -61,6 +62,7 @@ def write_run_report(run_dir: Path) -> Path:
         "<h2>Losses</h2>",
         _figure("losses.png", "training losses", None),
     ]
+    body += _scores(run_dir / "scores.json")
     translations = run_dir / "translations" / "index.html"
     if translations.is_file():
         body += [
@@ -84,6 +86,27 @@ def write_run_report(run_dir: Path) -> Path:
     out = run_dir / "index.html"
     atomic_write_text(out, _page(f"{name}: CycleGAN run", body))
     return out
+
+
+def _scores(path: Path) -> list[str]:
+    """A table of scores.json ({"metric": ..., "scores": {row: {column: value}}}), if the run has one."""
+    if not path.is_file():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        scores: dict[str, dict[str, float]] = data["scores"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return []
+    columns = list(dict.fromkeys(column for row in scores.values() for column in row))
+    header = "".join(f"<th>{escape(str(column))}</th>" for column in columns)
+    rows = "".join(
+        f"<tr><td>{escape(str(name))}</td>"
+        + "".join(f'<td class="number">{escape(_number(row.get(column)))}</td>' for column in columns)
+        + "</tr>"
+        for name, row in scores.items()
+    )
+    return ["<h2>Scores</h2>", f'<section><p class="muted">{escape(str(data.get("metric", "")))}</p>'
+            f"<table><tr><th></th>{header}</tr>{rows}</table></section>"]
 
 
 def write_translation_page(pairs: list[tuple[Path, Path]], out_html: Path, title: str) -> Path:
