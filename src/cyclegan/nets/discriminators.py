@@ -38,14 +38,14 @@ class PixelDiscriminator(nn.Module):
     def __init__(self, in_channels: int = 3, ndf: int = 64, norm: str = "instance") -> None:
         super().__init__()
         bias = conv_bias(norm)
-        self.model = nn.Sequential(
+        self.net = nn.Sequential(  # named as in the official code, so its checkpoints load as they are
             nn.Conv2d(in_channels, ndf, 1), nn.LeakyReLU(0.2, True),
             nn.Conv2d(ndf, ndf * 2, 1, bias=bias), norm_layer(norm, ndf * 2), nn.LeakyReLU(0.2, True),
             nn.Conv2d(ndf * 2, 1, 1, bias=bias),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self.net(x)
 
 
 def build_discriminator(arch: str, in_channels: int, ndf: int, n_layers: int, norm: str) -> nn.Module:

@@ -25,10 +25,10 @@ class ResidualBlock(nn.Module):
         if dropout:
             layers.append(nn.Dropout(0.5))
         layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias), norm_layer(norm, channels)]
-        self.body = nn.Sequential(*layers)
+        self.conv_block = nn.Sequential(*layers)  # official key names: checkpoints load as they are
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        return x + self.conv_block(x)
 
 
 class ResnetGenerator(nn.Module):
