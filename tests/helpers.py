@@ -1,11 +1,15 @@
 """Small builders shared by the tests: tiny image folders and tiny configs that train in a second."""
 
+import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from cyclegan.config import Config, apply_overrides
+
+# shared/ (fixtures given to every developer and CI) sits beside the repository's clone.
+SHARED = Path(os.environ.get("CYCLEGAN_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
 
 
 def write_images(folder: Path, count: int, size: int = 40, seed: int = 0, mode: str = "RGB") -> Path:

@@ -20,8 +20,9 @@ from PIL import Image
 from torch import nn
 
 from .config import DIRECTIONS, Config, ModelConfig
-from .io.checkpoints import find_checkpoint, load_checkpoint
+from .io.checkpoints import CheckpointError, find_checkpoint, load_checkpoint
 from .io.images import image_to_tensor, load_image, save_image, tensor_to_image
+from .io.official import load_official_generator, official_checkpoint_files
 from .models.cyclegan import build_generators
 from .progress import progress_bar
 from .runtime import select_device
@@ -43,17 +44,23 @@ def pad_to_multiple(batch: torch.Tensor, multiple: int) -> tuple[torch.Tensor, t
 
 
 class Translator:
-    """Both generators of a trained CycleGAN, in eval mode on one device."""
+    """The generators of a trained CycleGAN (both, or one for an official single-generator file), in eval mode."""
 
-    def __init__(self, gen_ab: nn.Module, gen_ba: nn.Module, config: ModelConfig,
+    def __init__(self, gen_ab: nn.Module | None, gen_ba: nn.Module | None, config: ModelConfig,
                  device: torch.device | str = "cpu") -> None:
         self.config = config
         self.device = torch.device(device)
-        self.generators = {"AtoB": gen_ab.to(self.device).eval(), "BtoA": gen_ba.to(self.device).eval()}
+        self.generators = {direction: net.to(self.device).eval()
+                           for direction, net in (("AtoB", gen_ab), ("BtoA", gen_ba)) if net is not None}
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> Translator:
-        """Load from a run folder (its latest checkpoint) or a checkpoint file; no architecture flags needed."""
+        """Load a model; no architecture flags needed. `path` is one of: a run folder (its latest checkpoint), a
+        checkpoint or model file of ours (.safetensors), an official generator file (.pth: A->B only), or an
+        official checkpoint folder (latest_net_G_A.pth and latest_net_G_B.pth)."""
+        path = Path(path)
+        if path.suffix == ".pth" or (path.is_dir() and official_checkpoint_files(path)):
+            return cls._load_official(path, select_device(device))
         checkpoint = find_checkpoint(path)
         target = select_device(device)
         config, state = load_checkpoint(checkpoint, device="cpu", prefix="nets")
@@ -62,6 +69,31 @@ class Translator:
         gen_ba.load_state_dict(state["nets"]["gen_ba"])
         logger.info("loaded %s (%s, ngf=%d)", checkpoint, config.model.gen_arch, config.model.ngf)
         return cls(gen_ab, gen_ba, config.model, target)
+
+    @classmethod
+    def from_pretrained(cls, name: str, base_url: str | None = None, device: str = "auto",
+                        show_progress: bool = True) -> Translator:
+        """An official pretrained generator (`cyclegan pretrained list`), downloaded into the cache once."""
+        from .pretrained import pretrained_file  # the downloader is needed only here
+
+        return cls._load_official(pretrained_file(name, base_url, show_progress=show_progress), select_device(device))
+
+    @classmethod
+    def _load_official(cls, path: Path, device: torch.device) -> Translator:
+        files = {"gen_ab": path} if path.is_file() or path.suffix == ".pth" else official_checkpoint_files(path)
+        nets, specs = {}, {}
+        for name in ("gen_ab", "gen_ba"):
+            if name in files:
+                nets[name], specs[name] = load_official_generator(files[name])
+        if not nets:
+            raise CheckpointError(f"{path} holds no official generator (latest_net_G_A.pth / latest_net_G_B.pth)")
+        spec = specs.get("gen_ab") or specs["gen_ba"]
+        channels_a, channels_b = ((spec.in_channels, spec.out_channels) if "gen_ab" in specs
+                                  else (spec.out_channels, spec.in_channels))
+        config = ModelConfig(gen_arch=spec.arch, ngf=spec.ngf, norm=spec.norm, dropout=spec.dropout,
+                             channels_a=channels_a, channels_b=channels_b, lambda_identity=0.0)
+        logger.info("loaded official weights %s (%s, ngf=%d, norm=%s)", path, spec.arch, spec.ngf, spec.norm)
+        return cls(nets.get("gen_ab"), nets.get("gen_ba"), config, device)
 
     @classmethod
     def from_config(cls, config: Config, device: str = "cpu") -> Translator:
@@ -77,6 +109,9 @@ class Translator:
         """Translate an NCHW (or CHW) batch in [-1, 1] of any size; returns the same shape, on the input's device."""
         if direction not in DIRECTIONS:
             raise ValueError(f"direction={direction!r}; use AtoB or BtoA")
+        if direction not in self.generators:
+            raise ValueError(f"this model has no {direction} generator (an official single-generator file "
+                             f"translates {', '.join(self.generators)} only)")
         generator = self.generators[direction]
         single = batch.dim() == 3
         batch = batch.unsqueeze(0) if single else batch

@@ -9,10 +9,11 @@ import sys
 from ..config import ConfigError
 from ..data.folders import DatasetError
 from ..io.checkpoints import CheckpointError
+from ..io.download import DownloadError
 from ..io.images import ImageError
-from . import data, demo, train, translate
+from . import data, demo, export, pretrained, train, translate
 
-USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ImageError)
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ImageError, DownloadError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cyclegan", description="CycleGAN (Zhu et al., ICCV 2017): unpaired image-to-image translation.")
     parser.add_argument("-v", "--verbose", action="store_true", help="Show debug messages.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (demo, train, translate, data):
+    for command in (demo, train, translate, export, data, pretrained):
         command.add_parser(subparsers)
     return parser
 

@@ -1,7 +1,7 @@
 """Generators: the paper's ResNet (appendix 7.2) and pix2pix's U-Net (Isola et al. 2017).
 
-Layers come in the same order as in the official code, so parameter counts match it exactly and its checkpoints load
-by position (`layers.copy_weights_in_order`).
+Layers come in the same order and under the same module names as in the official code, so parameter counts match
+it exactly and its state dicts load as they are (`io/official.py`).
 """
 
 from __future__ import annotations

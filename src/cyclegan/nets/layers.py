@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 
@@ -57,20 +56,3 @@ def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) 
 
 def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
-
-
-@torch.no_grad()
-def copy_weights_in_order(net: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Load `state` into `net` by position: the i-th tensor of `state` goes to the i-th entry of net.state_dict().
-
-    Lets a state dict written with other key names (the official code's nested Sequentials) load into our networks,
-    whose layers come in the same order; shapes are checked one by one.
-    """
-    own = net.state_dict()
-    if len(own) != len(state):
-        raise ValueError(f"the weights hold {len(state)} tensors, the network expects {len(own)}")
-    for (own_key, own_tensor), (key, tensor) in zip(own.items(), state.items(), strict=True):
-        if own_tensor.shape != tensor.shape:
-            raise ValueError(f"weight {key!r} has shape {tuple(tensor.shape)}, the network expects "
-                             f"{tuple(own_tensor.shape)} for {own_key!r}")
-        own_tensor.copy_(tensor)
