@@ -1,4 +1,4 @@
-"""The unaligned data set, its folders and its epoch order (cyclegan.data.folders)."""
+"""The unaligned and aligned data sets, their folders and their epoch order (cyclegan.data.folders)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ from torch.utils.data import DataLoader
 
 from cyclegan.config import DataConfig
 from cyclegan.data.folders import (
+    AlignedDataset,
     DatasetError,
     UnalignedDataset,
     epoch_order,
     load_test_images,
+    load_test_pairs,
+    resolve_aligned_folders,
     resolve_folders,
 )
 
@@ -165,3 +168,72 @@ def test_load_test_images(tmp_path: Path) -> None:
     assert len(native) == 4 and native[0].shape == (1, 24, 32)  # sides rounded to a multiple of 4
     with pytest.raises(DatasetError, match="missing"):
         load_test_images(tmp_path / "missing", channels=3, size=16, count=2)
+
+
+def _side_by_side(folder: Path, count: int, left: tuple, right: tuple | None = None) -> None:
+    """A|B images: each half is the same random picture unless `right` paints B one colour."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for number in range(count):
+        half = rng.integers(0, 256, (18, 20, 3), dtype=np.uint8)
+        half[0, 0] = left
+        other = half.copy() if right is None else np.full_like(half, right)
+        Image.fromarray(np.concatenate([half, other], axis=1)).save(folder / f"{number:03d}.png")
+
+
+def test_aligned_side_by_side_pairs_get_the_same_crop_and_flip(tmp_path: Path) -> None:
+    _side_by_side(tmp_path / "train", 3, left=(1, 2, 3))
+    folder_a, folder_b = resolve_aligned_folders(_config(dataroot=str(tmp_path)))
+    assert (folder_a, folder_b) == (tmp_path / "train", None)
+    dataset = AlignedDataset(folder_a, folder_b, _config(preprocess="crop", crop_size=12), seed=5)
+    assert len(dataset) == 3
+    for epoch in range(6):
+        for index in range(3):
+            item = dataset[(epoch, index)]
+            assert item["a"].shape == (3, 12, 12) and torch.equal(item["a"], item["b"])
+            assert torch.equal(item["a"], dataset[(epoch, index)]["a"])  # a pure function of (seed, epoch, index)
+    assert not torch.equal(dataset[(0, 0)]["a"], dataset[(1, 0)]["a"])  # crops and flips do vary
+
+
+def test_aligned_side_by_side_direction_swaps_the_halves(tmp_path: Path) -> None:
+    _side_by_side(tmp_path / "train", 1, left=(0, 0, 0), right=(200, 10, 10))
+    forward = AlignedDataset(tmp_path / "train", None, _config(), seed=0)[(0, 0)]
+    backward = AlignedDataset(tmp_path / "train", None, _config(direction="BtoA"), seed=0)[(0, 0)]
+    assert torch.equal(forward["a"], backward["b"]) and torch.equal(forward["b"], backward["a"])
+    assert torch.allclose(forward["b"][0], torch.full((16, 16), 200 / 127.5 - 1))
+    gray = AlignedDataset(tmp_path / "train", None, _config(), seed=0, channels_b=1)[(0, 0)]
+    assert gray["a"].shape == (3, 16, 16) and gray["b"].shape == (1, 16, 16)
+
+
+def test_aligned_two_folders_match_names_and_share_the_augmentation(tmp_path: Path) -> None:
+    for folder in ("trainA", "trainB"):
+        _write(tmp_path / folder, 4, size=(24, 20))
+    (tmp_path / "trainB" / "002.png").rename(tmp_path / "trainB" / "002.jpg")  # matched by name, not extension
+    config = _config(dataroot=str(tmp_path), preprocess="scale_width_and_crop")
+    folder_a, folder_b = resolve_aligned_folders(config)
+    assert (folder_a, folder_b) == (tmp_path / "trainA", tmp_path / "trainB")
+    dataset = AlignedDataset(folder_a, folder_b, config, seed=1)
+    assert [p.name for p in dataset.files_b] == ["000.png", "001.png", "002.jpg", "003.png"]
+    for index in range(4):
+        item = dataset[(2, index)]
+        assert torch.allclose(item["a"], item["b"], atol=0.02)  # 002.jpg: lossy
+        assert Path(item["path_a"]).stem == Path(item["path_b"]).stem
+    reversed_ = AlignedDataset(folder_a, folder_b, _config(dataroot=str(tmp_path), direction="BtoA"), seed=1)
+    assert reversed_.files_a[0].parent == tmp_path / "trainB"
+
+
+def test_aligned_folders_with_unmatched_names_are_refused_by_name(tmp_path: Path) -> None:
+    _write(tmp_path / "trainA", 3)
+    _write(tmp_path / "trainB", 3, start=1)
+    with pytest.raises(DatasetError, match=r"1 image\(s\) in .*trainA have no match in .*trainB: 000.png.*"
+                                           r"1 image\(s\) in .*trainB have no match .*: 003.png"):
+        AlignedDataset(tmp_path / "trainA", tmp_path / "trainB", _config(), seed=0)
+    with pytest.raises(DatasetError, match="no train pairs"):
+        resolve_aligned_folders(_config(dataroot=str(tmp_path / "missing")))
+
+
+def test_load_test_pairs(tmp_path: Path) -> None:
+    _side_by_side(tmp_path / "test", 3, left=(9, 9, 9))
+    images_a, images_b = load_test_pairs(AlignedDataset(tmp_path / "test", None, _config(), seed=0), 8, 2)
+    assert len(images_a) == len(images_b) == 2 and images_a[0].shape == (3, 8, 8)
+    assert torch.equal(images_a[1], images_b[1])

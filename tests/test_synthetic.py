@@ -162,3 +162,19 @@ def test_other_sizes(size: int) -> None:
     labels, photo = render_scene(2, 1, size)
     assert labels.size == photo.size == (size, size)
     assert (_class_map(np.asarray(labels)) >= 0).all()
+
+
+def test_paired_builtin_shows_the_same_scenes_in_train_a_and_b(tmp_path: Path) -> None:
+    paired = ensure_builtin(tmp_path, size=32, count=3, paired=True)
+    unpaired = ensure_builtin(tmp_path, size=32, count=3)
+    assert paired != unpaired and paired.name.endswith("_paired")
+    names = sorted(p.name for p in (paired / "trainA").iterdir())
+    assert names == sorted(p.name for p in (paired / "trainB").iterdir()) == ["0000.png", "0001.png", "0002.png"]
+    labels, photo = render_scene(0, 1, 32)
+    assert np.array_equal(np.asarray(load_image(paired / "trainA" / "0001.png")), np.asarray(labels))
+    assert np.array_equal(np.asarray(load_image(paired / "trainB" / "0001.png")), np.asarray(photo))
+    for folder in ("testA", "testB"):  # the same test scenes as the unpaired set, to compare models on
+        assert [p.read_bytes() for p in sorted((paired / folder).iterdir())] == [
+            p.read_bytes() for p in sorted((unpaired / folder).iterdir())]
+    assert (paired / "palette.json").is_file() and "same scenes" in (paired / "README.txt").read_text()
+    assert ensure_builtin(tmp_path, size=32, count=3, paired=True) == paired

@@ -152,3 +152,21 @@ def test_sigterm_saves_and_exits_cleanly_then_resume_finishes(tmp_path, dataroot
                              env={**os.environ})
     assert resumed.returncode == 0, resumed.stderr
     assert _final_state(run)["progress"]["step"] == steps + 2
+
+
+def test_grayscale_domain_trains_and_translates(tmp_path):
+    from PIL import Image
+
+    from cyclegan.translate import Translator
+
+    from .helpers import write_images
+
+    root = tmp_path / "data"
+    write_images(root / "trainA", 3, mode="L")
+    write_images(root / "trainB", 2, seed=5)
+    config = tiny_config(tmp_path / "run", root, channels_a=1, lambda_identity=0.0, n_epochs=1, n_epochs_decay=0,
+                         num_samples=0)
+    assert train(config, show_progress=False).steps_done == 3
+    translator = Translator.load(tmp_path / "run", device="cpu")
+    assert translator(Image.new("L", (20, 12))).mode == "RGB"
+    assert translator(Image.new("RGB", (20, 12)), direction="BtoA").mode == "L"

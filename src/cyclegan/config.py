@@ -3,6 +3,10 @@
 Defaults are the paper's (Zhu et al. 2017, Sec. 4 and appendix 7) and the official code's. Every field carries its
 help text in `metadata`, so the command line, config files and the run folder all describe the same thing. A config
 is validated once, when it is built, and saved into the run folder and into every checkpoint.
+
+The field defaults are CycleGAN's. Another model replaces some of them with its own (`model_defaults`, e.g.
+pix2pix's U-Net and batch norm); `config_from_layers` applies those before the config file and the flags, so
+anything the person sets still wins.
 """
 
 from __future__ import annotations
@@ -32,13 +36,15 @@ def option(default: Any, help: str, choices: tuple | None = None) -> Any:
     return field(default=default, metadata={"help": help, "choices": choices})
 
 
+MODELS = ("cyclegan", "pix2pix")
 GENERATORS = ("resnet_9blocks", "resnet_6blocks", "unet_128", "unet_256")
 DISCRIMINATORS = ("basic", "n_layers", "pixel")
 NORMS = ("instance", "batch", "none")
 INITS = ("normal", "xavier", "kaiming", "orthogonal")
 GAN_MODES = ("lsgan", "vanilla", "wgangp")
-# The paper's ablations (Sec. 5.1.4, Tables 4-5): which terms of the full objective (Eq. 3) are trained.
-OBJECTIVES = ("full", "gan_only", "cycle_only", "gan_forward", "gan_backward")
+# The paper's ablations (Sec. 5.1.4, Tables 4-5): which terms of the full objective (Eq. 3) are trained; and its
+# SimGAN baseline (Sec. 5.1.3; Shrivastava et al. 2017): adversarial loss plus lambda * |x - G(x)|_1, no cycle.
+OBJECTIVES = ("full", "gan_only", "cycle_only", "gan_forward", "gan_backward", "simgan")
 PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 DIRECTIONS = ("AtoB", "BtoA")
 LR_POLICIES = ("linear", "step", "cosine")
@@ -58,7 +64,9 @@ def _check_positive(name: str, value: float, allow_zero: bool = False) -> None:
 class ModelConfig:
     """Networks and objective. Paper notation: G: A->B is gen_ab, F: B->A is gen_ba, D_B judges domain B."""
 
-    model: str = option("cyclegan", "Model to train: cyclegan (unpaired).", ("cyclegan",))
+    model: str = option("cyclegan", "Model to train: cyclegan (unpaired, Zhu et al. 2017) or pix2pix (paired, "
+                        "Isola et al. 2017; unset options take the official pix2pix defaults: unet_256, batch norm, "
+                        "dropout, vanilla GAN, pool_size 0, no identity loss).", MODELS)
     gen_arch: str = option("resnet_9blocks", "Generator: resnet_9blocks (paper, 256px and up), resnet_6blocks "
                            "(paper, 128px), unet_128, unet_256 (pix2pix).", GENERATORS)
     disc_arch: str = option("basic", "Discriminator: basic (70x70 PatchGAN), n_layers (PatchGAN with --n-layers-d), "
@@ -79,19 +87,34 @@ class ModelConfig:
     lambda_identity: float = option(0.5, "Identity loss weight, as a fraction of lambda_a/b (paper Sec. 5.2: 0.5; "
                                     "0 disables it).")
     lambda_gp: float = option(10.0, "Gradient penalty weight for wgangp (Gulrajani et al.: 10).")
-    objective: str = option("full", "Terms of the objective: full, or a paper ablation: gan_only, cycle_only, "
-                            "gan_forward, gan_backward.", OBJECTIVES)
+    objective: str = option("full", "Terms of the CycleGAN objective: full, a paper ablation (gan_only, "
+                            "cycle_only, gan_forward, gan_backward), or simgan: GAN + lambda_self_reg * "
+                            "|x - G(x)| instead of the cycle (paper Sec. 5.1.3).", OBJECTIVES)
+    lambda_self_reg: float = option(10.0, "Weight of the simgan objective's self-regularisation |a - G(a)| and "
+                                    "|b - F(b)| (Shrivastava et al. 2017). 10, the cycle loss's weight, because the "
+                                    "term takes the cycle's place and is the same mean L1 over pixels.")
+    lambda_l1: float = option(100.0, "Weight of pix2pix's L1 loss |G(a) - b| (Isola et al. 2017, Sec. 4: 100).")
 
     def __post_init__(self) -> None:
         _validate_choices(self)
         for name in ("ngf", "ndf", "n_layers_d"):
             _check_positive(name, getattr(self, name))
-        for name in ("lambda_a", "lambda_b", "lambda_identity", "lambda_gp", "init_gain"):
+        for name in ("lambda_a", "lambda_b", "lambda_identity", "lambda_gp", "init_gain", "lambda_self_reg",
+                     "lambda_l1"):
             _check_positive(name, getattr(self, name), allow_zero=True)
+        if self.model == "pix2pix":
+            if self.objective != "full":
+                raise ConfigError(f"objective={self.objective!r} selects terms of the CycleGAN objective; pix2pix "
+                                  "has one objective (GAN + lambda_l1 * L1): leave objective=full")
+            return  # pix2pix has no identity or self-regularisation term, so A and B may differ in channels
         if self.lambda_identity > 0 and self.channels_a != self.channels_b:
             raise ConfigError(
                 f"the identity loss needs domains with equal channels (channels_a={self.channels_a}, "
                 f"channels_b={self.channels_b}); set lambda_identity=0")
+        if self.objective == "simgan" and self.channels_a != self.channels_b:
+            raise ConfigError(
+                f"the simgan objective compares |x - G(x)|, which needs domains with equal channels "
+                f"(channels_a={self.channels_a}, channels_b={self.channels_b})")
 
     @property
     def uses_gan(self) -> bool:
@@ -104,6 +127,10 @@ class ModelConfig:
     @property
     def uses_backward_cycle(self) -> bool:
         return self.objective in ("full", "cycle_only", "gan_backward")
+
+    @property
+    def uses_self_regularization(self) -> bool:
+        return self.objective == "simgan"
 
 
 @dataclass(frozen=True)
@@ -187,8 +214,14 @@ class Config:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:
-        """Build from {'model': {...}, 'data': {...}, 'train': {...}} or from flat field names."""
-        return apply_overrides(cls(), values)
+        """Build from {'model': {...}, 'data': {...}, 'train': {...}} or from flat field names; the model named
+        there brings its defaults for every option `values` leaves out (see `model_defaults`)."""
+        return config_from_layers(values)
+
+    @classmethod
+    def for_model(cls, model: str) -> Config:
+        """The defaults for `model`: the field defaults with `model_defaults(model)` applied."""
+        return apply_overrides(cls(), {"model": model, **model_defaults(model)})
 
     def replace(self, **sections: Any) -> Config:
         return dataclasses.replace(self, **sections)
@@ -258,6 +291,39 @@ def apply_overrides(config: Config, values: dict[str, Any]) -> Config:
         coerced = {k: _coerce(cls, k, v) for k, v in updates[name].items()}
         sections[name] = dataclasses.replace(getattr(config, name), **coerced)
     return dataclasses.replace(config, **sections)
+
+
+def model_defaults(model: str) -> dict[str, Any]:
+    """Options (flat names) whose default differs for `model` from the field defaults, which are CycleGAN's.
+
+    pix2pix takes those of the official code's pix2pix_model.py (Isola et al. 2017): U-Net-256 generator with
+    dropout (Sec. 3.2.1, the noise z), batch norm, the log-likelihood GAN (Eq. 1), no image pool, and no
+    identity loss (a CycleGAN term). Its lambda_l1 = 100 and direction AtoB are already the field defaults.
+    """
+    _check_choice("model", model, MODELS)
+    if model == "pix2pix":
+        return {"gen_arch": "unet_256", "norm": "batch", "dropout": True, "gan_mode": "vanilla", "pool_size": 0,
+                "lambda_identity": 0.0}
+    return {}
+
+
+def _model_named_in(values: dict[str, Any]) -> str | None:
+    section = values.get("model")
+    if isinstance(section, dict):  # sectioned: {'model': {'model': 'pix2pix', ...}}
+        return section.get("model")
+    return section  # flat: {'model': 'pix2pix'}
+
+
+def config_from_layers(*layers: dict[str, Any]) -> Config:
+    """Build a config from option layers applied in order (e.g. a config file, then command-line flags), on top
+    of the defaults of the model the last layer naming one chooses (`Config.for_model`)."""
+    model = Config().model.model
+    for layer in layers:
+        model = _model_named_in(layer) or model
+    config = Config.for_model(model)
+    for layer in layers:
+        config = apply_overrides(config, layer)
+    return config
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

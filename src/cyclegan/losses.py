@@ -1,4 +1,6 @@
-"""The CycleGAN objective as pure functions of tensors (Zhu et al. 2017, Sec. 3 and 4).
+"""The CycleGAN objective as pure functions of tensors (Zhu et al. 2017, Sec. 3 and 4), and the terms of the
+baselines it is compared with: pix2pix's L1 (Isola et al. 2017) and SimGAN's self-regularisation (Shrivastava et al.
+2017).
 
 Discriminator outputs are raw scores (no sigmoid); each loss decides how to read them.
 """
@@ -64,3 +66,14 @@ def identity_loss(same: torch.Tensor, real: torch.Tensor, weight: float) -> torc
     """Sec. 5.2 (Taigman et al.): weight * ||G(y) - y||_1, a generator fed its own target domain should not change
     it; the paper uses weight = 0.5 * lambda."""
     return weight * functional.l1_loss(same, real)
+
+
+def paired_l1_loss(fake: torch.Tensor, target: torch.Tensor, weight: float) -> torch.Tensor:
+    """pix2pix, Isola et al. 2017, Eq. 3: weight * ||y - G(x)||_1 against the paired target (Sec. 4: weight 100)."""
+    return weight * functional.l1_loss(fake, target)
+
+
+def self_regularization_loss(translated: torch.Tensor, source: torch.Tensor, weight: float) -> torch.Tensor:
+    """SimGAN, Shrivastava et al. 2017, Sec. 2.1 (with psi the identity): weight * ||G(x) - x||_1, keeping the
+    translation near its input (the CycleGAN paper's SimGAN baseline, Sec. 5.1.3)."""
+    return weight * functional.l1_loss(translated, source)

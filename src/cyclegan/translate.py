@@ -23,7 +23,7 @@ from .config import DIRECTIONS, Config, ModelConfig
 from .io.checkpoints import CheckpointError, find_checkpoint, load_checkpoint
 from .io.images import image_to_tensor, load_image, save_image, tensor_to_image
 from .io.official import load_official_generator, official_checkpoint_files
-from .models.cyclegan import build_generators
+from .models import build_generators
 from .progress import progress_bar
 from .runtime import select_device
 
@@ -44,7 +44,8 @@ def pad_to_multiple(batch: torch.Tensor, multiple: int) -> tuple[torch.Tensor, t
 
 
 class Translator:
-    """The generators of a trained CycleGAN (both, or one for an official single-generator file), in eval mode."""
+    """The generators of a trained model in eval mode: both of a CycleGAN, or one (gen_ab) of a pix2pix model or
+    an official single-generator file."""
 
     def __init__(self, gen_ab: nn.Module | None, gen_ba: nn.Module | None, config: ModelConfig,
                  device: torch.device | str = "cpu") -> None:
@@ -56,19 +57,20 @@ class Translator:
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> Translator:
         """Load a model; no architecture flags needed. `path` is one of: a run folder (its latest checkpoint), a
-        checkpoint or model file of ours (.safetensors), an official generator file (.pth: A->B only), or an
-        official checkpoint folder (latest_net_G_A.pth and latest_net_G_B.pth)."""
+        checkpoint or model file of ours (.safetensors; a pix2pix model translates A->B only), an official generator
+        file (.pth: A->B only), or an official checkpoint folder (latest_net_G_A.pth and latest_net_G_B.pth)."""
         path = Path(path)
         if path.suffix == ".pth" or (path.is_dir() and official_checkpoint_files(path)):
             return cls._load_official(path, select_device(device))
         checkpoint = find_checkpoint(path)
         target = select_device(device)
         config, state = load_checkpoint(checkpoint, device="cpu", prefix="nets")
-        gen_ab, gen_ba = build_generators(config.model)
-        gen_ab.load_state_dict(state["nets"]["gen_ab"])
-        gen_ba.load_state_dict(state["nets"]["gen_ba"])
-        logger.info("loaded %s (%s, ngf=%d)", checkpoint, config.model.gen_arch, config.model.ngf)
-        return cls(gen_ab, gen_ba, config.model, target)
+        generators = build_generators(config.model)
+        for name, generator in generators.items():
+            generator.load_state_dict(state["nets"][name])
+        logger.info("loaded %s (%s, %s, ngf=%d)", checkpoint, config.model.model, config.model.gen_arch,
+                    config.model.ngf)
+        return cls(generators["gen_ab"], generators.get("gen_ba"), config.model, target)
 
     @classmethod
     def from_pretrained(cls, name: str, base_url: str | None = None, device: str = "auto",
@@ -98,8 +100,8 @@ class Translator:
     @classmethod
     def from_config(cls, config: Config, device: str = "cpu") -> Translator:
         """Untrained generators for `config` (a baseline to compare a trained model against)."""
-        gen_ab, gen_ba = build_generators(config.model)
-        return cls(gen_ab, gen_ba, config.model, select_device(device))
+        generators = build_generators(config.model)
+        return cls(generators["gen_ab"], generators.get("gen_ba"), config.model, select_device(device))
 
     def source_channels(self, direction: str) -> int:
         return self.config.channels_a if direction == "AtoB" else self.config.channels_b
@@ -110,8 +112,8 @@ class Translator:
         if direction not in DIRECTIONS:
             raise ValueError(f"direction={direction!r}; use AtoB or BtoA")
         if direction not in self.generators:
-            raise ValueError(f"this model has no {direction} generator (an official single-generator file "
-                             f"translates {', '.join(self.generators)} only)")
+            raise ValueError(f"this model has no {direction} generator (a pix2pix model or an official "
+                             f"single-generator file translates {', '.join(self.generators)} only)")
         generator = self.generators[direction]
         single = batch.dim() == 3
         batch = batch.unsqueeze(0) if single else batch

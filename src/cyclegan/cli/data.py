@@ -22,6 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--train", type=int, default=200, help="Training scenes per domain.")
     synth.add_argument("--test", type=int, default=50, help="Paired test scenes.")
     synth.add_argument("--seed", type=int, default=0, help="Seed of the scenes.")
+    synth.add_argument("--paired", action="store_true",
+                       help="trainA and trainB show the same scenes under the same names (aligned, for pix2pix).")
     synth.set_defaults(handler=run_synth)
     listing = commands.add_parser("list", help="show the official unpaired data sets")
     listing.set_defaults(handler=run_list)
@@ -39,8 +41,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    root = write_dataset(Path(args.out), size=args.size, n_train=args.train, n_test=args.test, seed=args.seed)
-    print(f"wrote the built-in data set to {root} (trainA/trainB unpaired, testA/testB paired)")
+    root = write_dataset(Path(args.out), size=args.size, n_train=args.train, n_test=args.test, seed=args.seed,
+                         paired=args.paired)
+    print(f"wrote the built-in data set to {root} (trainA/trainB {'paired' if args.paired else 'unpaired'}, "
+          "testA/testB paired)")
     return 0
 
 

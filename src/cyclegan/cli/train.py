@@ -1,19 +1,21 @@
-"""`cyclegan train`: train a CycleGAN from two folders of unpaired images (or the built-in data set)."""
+"""`cyclegan train`: train a CycleGAN from two folders of unpaired images (or the built-in data set), or with
+`--model pix2pix` its paired baseline from aligned pairs."""
 
 from __future__ import annotations
 
 import argparse
 
-from ..config import Config, apply_overrides, load_config_file
+from ..config import Config, apply_overrides, config_from_layers, load_config_file
 from ..training.loop import train
 from .options import add_config_options, given_options
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "train", help="train a CycleGAN", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "train", help="train a CycleGAN (or pix2pix)", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Train a CycleGAN as the paper does (defaults: LSGAN, lambda 10, identity 0.5, Adam 2e-4, "
-                    "100 + 100 epochs, pool of 50). Options come from the defaults, then --config, then flags.")
+                    "100 + 100 epochs, pool of 50), or pix2pix with --model pix2pix. Options come from the "
+                    "defaults, then the model's own defaults, then --config, then flags.")
     parser.add_argument("--config", help="YAML or TOML file of options (sections model/data/train, or flat).")
     parser.add_argument("--resume", action="store_true",
                         help="Continue the run in --run-dir exactly where it stopped (weights, optimisers, "
@@ -34,10 +36,8 @@ def run(args: argparse.Namespace) -> int:
         result = train(config, resume=True, overrides=flat, show_progress=not args.quiet,
                        max_steps=args.max_steps)
     else:
-        config = Config()
-        if args.config:
-            config = apply_overrides(config, load_config_file(args.config))
-        config = apply_overrides(config, given)
+        layers = [load_config_file(args.config)] if args.config else []
+        config = config_from_layers(*layers, given)  # the chosen model's defaults first (config.model_defaults)
         result = train(config, show_progress=not args.quiet, max_steps=args.max_steps)
     state = "stopped" if result.stopped_early else "finished"
     print(f"{state} after {result.epochs_done} epoch(s), {result.steps_done} step(s); "

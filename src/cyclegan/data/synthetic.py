@@ -247,11 +247,12 @@ def render_labels(seed: int, index: int, size: int) -> Image.Image:
     return _labels(draw_scene(scene, size * _SUPERSAMPLE)[0])
 
 
-def _parameters(size: int, n_train: int, n_test: int, seed: int) -> dict[str, int]:
-    return {"version": _FORMAT_VERSION, "size": size, "n_train": n_train, "n_test": n_test, "seed": seed}
+def _parameters(size: int, n_train: int, n_test: int, seed: int, paired: bool) -> dict[str, int | bool]:
+    parameters = {"version": _FORMAT_VERSION, "size": size, "n_train": n_train, "n_test": n_test, "seed": seed}
+    return {**parameters, "paired": True} if paired else parameters  # unpaired sets written before stay valid
 
 
-def _is_complete(out_dir: Path, parameters: dict[str, int]) -> bool:
+def _is_complete(out_dir: Path, parameters: dict[str, int | bool]) -> bool:
     marker = out_dir / "builtin.json"
     try:
         if json.loads(marker.read_text(encoding="utf-8")) != parameters:
@@ -263,59 +264,64 @@ def _is_complete(out_dir: Path, parameters: dict[str, int]) -> bool:
     return all(len(list((out_dir / name).glob("*.png"))) == count for name, count in expected.items())
 
 
-def _plan(n_train: int, n_test: int) -> dict[str, tuple[range, int]]:
-    """Split folder -> (scene indices, which image of the pair: 0 labels, 1 photo)."""
+def _plan(n_train: int, n_test: int, paired: bool) -> dict[str, tuple[range, int]]:
+    """Split folder -> (scene indices, which image of the pair: 0 labels, 1 photo).
+
+    The test scenes are the same with or without `paired`, so models trained either way are compared on them.
+    """
     test = range(2 * n_train, 2 * n_train + n_test)
-    return {"trainA": (range(0, n_train), 0), "trainB": (range(n_train, 2 * n_train), 1),
-            "testA": (test, 0), "testB": (test, 1)}
+    train_b = range(0, n_train) if paired else range(n_train, 2 * n_train)
+    return {"trainA": (range(0, n_train), 0), "trainB": (train_b, 1), "testA": (test, 0), "testB": (test, 1)}
 
 
 def write_dataset(out_dir: str | Path, size: int = 128, n_train: int = 200, n_test: int = 50,
-                  seed: int = 0) -> Path:
+                  seed: int = 0, paired: bool = False) -> Path:
     """Write the built-in data set in the official layout and return its folder.
 
-    trainA (labels) and trainB (photos) come from disjoint scenes, so training is truly unpaired; testA and
-    testB show the same scenes under the same file names, for paired evaluation. Files are named by scene
-    index. If the folder already holds a complete data set with these parameters, nothing is rewritten.
+    trainA (labels) and trainB (photos) come from disjoint scenes, so training is truly unpaired; with
+    `paired`, they show the same scenes under the same file names instead (aligned training data, for pix2pix).
+    testA and testB always show the same scenes under the same file names, for paired evaluation. Files are
+    named by scene index. If the folder already holds a complete data set with these parameters, nothing is
+    rewritten.
     """
     out_dir = Path(out_dir)
-    parameters = _parameters(size, n_train, n_test, seed)
+    parameters = _parameters(size, n_train, n_test, seed, paired)
     if _is_complete(out_dir, parameters):
         return out_dir
     (out_dir / "builtin.json").unlink(missing_ok=True)  # incomplete until everything below is written
-    plan = _plan(n_train, n_test)
+    plan = _plan(n_train, n_test, paired)
     for folder, (scenes, _) in plan.items():
         expected = {f"{scene:04d}.png" for scene in scenes}
         if (out_dir / folder).is_dir():  # drop images left by a data set with other parameters
             for stale in (out_dir / folder).glob("*.png"):
                 if stale.name not in expected and stale.stem.isdigit():
                     stale.unlink()
-    for folder, (scenes, which) in plan.items():
-        if folder == "testB":
-            continue  # written together with testA below, from the same render
-        for scene in scenes:
-            if folder == "trainA":
-                save_image(render_labels(seed, scene, size), out_dir / folder / f"{scene:04d}.png")
-                continue
+    for scene in sorted(set().union(*(scenes for scenes, _ in plan.values()))):
+        targets = [(folder, which) for folder, (scenes, which) in plan.items() if scene in scenes]
+        # One render per scene; a scene that only needs its labels skips the photo.
+        if any(which == 1 for _, which in targets):
             images = render_scene(seed, scene, size)
+        else:
+            images = (render_labels(seed, scene, size), None)
+        for folder, which in targets:
             save_image(images[which], out_dir / folder / f"{scene:04d}.png")
-            if folder == "testA":
-                save_image(images[1], out_dir / "testB" / f"{scene:04d}.png")
     classes = [{"id": i, "name": name, "color": list(colour)}
                for i, (name, colour) in enumerate(PALETTE.items())]
     atomic_write_text(out_dir / "palette.json", json.dumps({"classes": classes}, indent=2) + "\n")
-    atomic_write_text(out_dir / "README.txt", _README.format(**parameters))
+    atomic_write_text(out_dir / "README.txt", _README.format(train_b=_PAIRED_TRAIN_B if paired else _UNPAIRED_TRAIN_B,
+                                                             **parameters))
     atomic_write_text(out_dir / "builtin.json", json.dumps(parameters, sort_keys=True) + "\n")
     return out_dir
 
 
-def ensure_builtin(root: str | Path, size: int, count: int, seed: int = 0) -> Path:
-    """The built-in data set under `root` (written on first use): `count` training scenes per domain.
+def ensure_builtin(root: str | Path, size: int, count: int, seed: int = 0, paired: bool = False) -> Path:
+    """The built-in data set under `root` (written on first use): `count` training scenes per domain, unpaired
+    (CycleGAN) or, with `paired`, aligned (pix2pix).
 
     Each parameter set gets its own sub-folder, so switching sizes does not overwrite another run's data.
     """
-    out_dir = Path(root) / f"streets_{size}px_{count}_seed{seed}"
-    return write_dataset(out_dir, size=size, n_train=count, n_test=max(8, count // 4), seed=seed)
+    out_dir = Path(root) / f"streets_{size}px_{count}_seed{seed}{'_paired' if paired else ''}"
+    return write_dataset(out_dir, size=size, n_train=count, n_test=max(8, count // 4), seed=seed, paired=paired)
 
 
 _README = """Built-in CycleGAN data set: procedural street scenes (labels <-> photos), generated by cyclegan.
@@ -323,7 +329,9 @@ _README = """Built-in CycleGAN data set: procedural street scenes (labels <-> ph
 size: {size} px   training scenes per domain: {n_train}   test scenes: {n_test}   seed: {seed}
 
 trainA  label maps (Cityscapes colours, see palette.json) of scenes 0 .. n_train-1
-trainB  photos of other scenes (n_train .. 2*n_train-1): the two domains are unpaired
+trainB  {train_b}
 testA   label maps of the test scenes
 testB   photos of the same test scenes, same file names: pairs for evaluation
 """
+_UNPAIRED_TRAIN_B = "photos of other scenes (n_train .. 2*n_train-1): the two domains are unpaired"
+_PAIRED_TRAIN_B = "photos of the same scenes, same file names: aligned pairs for training (pix2pix)"

@@ -69,3 +69,18 @@ def preprocess(img: Image.Image, config: DataConfig, rng: np.random.Generator,
     if train and config.flip and rng.random() < 0.5:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return img
+
+
+def preprocess_pair(img_a: Image.Image, img_b: Image.Image, config: DataConfig, rng: np.random.Generator,
+                    train: bool = True) -> tuple[Image.Image, Image.Image]:
+    """`preprocess` both images of an aligned pair with the same resize, crop and flip, so they stay aligned.
+
+    B is first resized (bicubic) to A's size if the two differ, so one crop fits both; the random draws made for
+    A are then replayed for B.
+    """
+    if img_b.size != img_a.size:
+        img_b = img_b.resize(img_a.size, Image.Resampling.BICUBIC)
+    state = rng.bit_generator.state
+    img_a = preprocess(img_a, config, rng, train)
+    rng.bit_generator.state = state  # equal sizes make equal draws: the same crop and flip
+    return img_a, preprocess(img_b, config, rng, train)

@@ -1,6 +1,7 @@
 """The training loop: epochs, learning-rate schedule, logging, samples, checkpoints and exact resume.
 
-The loop knows nothing of CycleGAN's losses: it feeds batches to `model.training_step` and records what comes back.
+The loop knows nothing of a model's losses: it feeds batches to `model.training_step` and records what comes back.
+The model (`ModelConfig.model`: CycleGAN or pix2pix) says whether it learns from unpaired folders or aligned pairs.
 Every sample of every epoch is a pure function of (seed, epoch, index), and every other random choice is in a
 generator whose state is checkpointed, so a run stopped at any iteration and resumed ends exactly where an
 uninterrupted run would (on the CPU, in deterministic mode).
@@ -22,12 +23,21 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from ..config import Config, ConfigError, apply_overrides
-from ..data.folders import DatasetError, UnalignedDataset, epoch_order, load_test_images, resolve_folders
+from ..config import Config, ConfigError, DataConfig, apply_overrides
+from ..data.folders import (
+    AlignedDataset,
+    DatasetError,
+    UnalignedDataset,
+    epoch_order,
+    load_test_images,
+    load_test_pairs,
+    resolve_aligned_folders,
+    resolve_folders,
+)
 from ..data.synthetic import ensure_builtin
 from ..io.checkpoints import find_checkpoint, load_checkpoint, save_checkpoint
 from ..io.run_folder import LogWriter, RunFolder
-from ..models.cyclegan import CycleGAN
+from ..models import TranslationModel, build_model, model_class
 from ..progress import format_duration, progress_bar
 from ..report.grids import sample_grid, save_png
 from ..report.html import write_run_report
@@ -91,36 +101,57 @@ def _ignore_sigint(_worker_id: int) -> None:
 
 
 def resolve_data_root(config: Config, run: RunFolder) -> Config:
-    """Replace dataroot='builtin' with the folder the built-in data set is written to (inside the run folder)."""
+    """Replace dataroot='builtin' with the folder the built-in data set is written to (inside the run folder);
+    a paired model gets its aligned variant."""
     if config.data.dataroot != "builtin" or config.data.dir_a is not None:
         return config
-    root = ensure_builtin(run.root / "data", config.data.builtin_size, config.data.builtin_count)
+    root = ensure_builtin(run.root / "data", config.data.builtin_size, config.data.builtin_count,
+                          paired=model_class(config.model).paired)
     return config.replace(data=dataclasses.replace(config.data, dataroot=str(root)))
+
+
+def _training_dataset(config: Config) -> UnalignedDataset | AlignedDataset:
+    """Aligned pairs for a paired model (pix2pix), two unpaired folders otherwise (CycleGAN)."""
+    channels = (config.model.channels_a, config.model.channels_b)
+    if model_class(config.model).paired:
+        return AlignedDataset(*resolve_aligned_folders(config.data), config.data, config.train.seed, *channels)
+    return UnalignedDataset(*resolve_folders(config.data), config.data, config.train.seed, *channels)
+
+
+def _test_or_train(resolve: Callable[[DataConfig, str], tuple], data: DataConfig) -> tuple:
+    try:
+        return resolve(data, "test")
+    except DatasetError:
+        return resolve(data, "train")
 
 
 def _fixed_samples(config: Config, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The same few images every epoch: from the test folders when there are any, else from the training ones."""
-    try:
-        folder_a, folder_b = resolve_folders(config.data, "test")
-    except DatasetError:
-        folder_a, folder_b = resolve_folders(config.data, "train")
     count, size = config.train.num_samples, config.data.crop_size
-    images_a = load_test_images(folder_a, config.model.channels_a, size, count)
-    images_b = load_test_images(folder_b, config.model.channels_b, size, count)
+    if model_class(config.model).paired:
+        pairs = AlignedDataset(*_test_or_train(resolve_aligned_folders, config.data), config.data,
+                               config.train.seed, config.model.channels_a, config.model.channels_b)
+        images_a, images_b = load_test_pairs(pairs, size, count)
+    else:
+        folder_a, folder_b = _test_or_train(resolve_folders, config.data)
+        images_a = load_test_images(folder_a, config.model.channels_a, size, count)
+        images_b = load_test_images(folder_b, config.model.channels_b, size, count)
     count = min(len(images_a), len(images_b))
+    if count == 0:  # num_samples=0: no sample grids
+        return torch.zeros(0, device=device), torch.zeros(0, device=device)
     return torch.stack(images_a[:count]).to(device), torch.stack(images_b[:count]).to(device)
 
 
-def _write_samples(model: CycleGAN, fixed: tuple[torch.Tensor, torch.Tensor], path: Path) -> None:
+def _write_samples(model: TranslationModel, fixed: tuple[torch.Tensor, torch.Tensor], path: Path) -> None:
     images = model.sample(*fixed)
     columns = [("real A", "real_a"), ("G(A)", "fake_b"), ("F(G(A))", "rec_a"), ("F(A) identity", "idt_a"),
                ("real B", "real_b"), ("F(B)", "fake_a"), ("G(F(B))", "rec_b"), ("G(B) identity", "idt_b")]
-    columns = [(title, key) for title, key in columns if key in images]
+    columns = [(title, key) for title, key in columns if key in images]  # pix2pix: real A, G(A), real B
     rows = [[images[key][i].cpu() for _, key in columns] for i in range(len(fixed[0]))]
     save_png(sample_grid(rows, [title for title, _ in columns], cell_size=128), path)
 
 
-def _checkpoint_state(model: CycleGAN, epoch: int, iteration: int, step: int, elapsed: float) -> dict[str, Any]:
+def _checkpoint_state(model: TranslationModel, epoch: int, iteration: int, step: int, elapsed: float) -> dict[str, Any]:
     return {"nets": model.network_state(), "training": model.training_state(), "rng": capture_rng_state(),
             "progress": {"epoch": epoch, "iteration": iteration, "step": step, "elapsed": elapsed}}
 
@@ -139,7 +170,7 @@ def _resume_config(saved: Config, overrides: dict[str, Any] | None) -> Config:
 def train(config: Config, resume: bool = False, overrides: dict[str, Any] | None = None,
           show_progress: bool = True, max_steps: int | None = None, stop: StopRequest | None = None,
           on_epoch_end: Callable[[int], None] | None = None) -> TrainResult:
-    """Train a CycleGAN as `config` says, in `config.train.run_dir`.
+    """Train the model `config` names (CycleGAN or pix2pix) as it says, in `config.train.run_dir`.
 
     resume: continue the run in that folder from its latest checkpoint; the saved config is used, with
     `overrides` (flat option names) applied where a resume allows it. max_steps: stop cleanly, with a resumable
@@ -158,10 +189,8 @@ def train(config: Config, resume: bool = False, overrides: dict[str, Any] | None
     config = resolve_data_root(config, run)
     device = select_device(config.train.device)
     seed_everything(config.train.seed, config.train.deterministic)
-    folder_a, folder_b = resolve_folders(config.data, "train")
-    dataset = UnalignedDataset(folder_a, folder_b, config.data, config.train.seed, config.model.channels_a,
-                               config.model.channels_b)
-    model = CycleGAN(config.model, config.train).to(device)
+    dataset = _training_dataset(config)
+    model = build_model(config.model, config.train).to(device)
     epoch, iteration, step, elapsed_before = 0, 0, 0, 0.0
     if checkpoint_state is not None:
         model.load_network_state(checkpoint_state["nets"])

@@ -1,0 +1,129 @@
+"""What every model shares: the interface the training loop, checkpoints and translation rely on, and the pieces of
+an optimisation step that CycleGAN and pix2pix both use (Adam, frozen discriminators, the discriminator loss).
+
+A model is one subclass of `TranslationModel`, in one file: it builds its networks, optimisers and image pools and
+defines `training_step` and `sample`. Everything else here works on what it lists in `networks()`, `optimizers` and
+`pools`, so a checkpoint holds the same structure for every model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .. import losses
+from ..config import ModelConfig, TrainConfig
+from ..training.pool import ImagePool
+
+
+def adam(parameters: Iterable[nn.Parameter], train: TrainConfig) -> torch.optim.Adam:
+    """Adam as both papers use it: lr 2e-4, beta1 = 0.5 (Zhu et al. Sec. 4; Isola et al. Sec. 3.3)."""
+    return torch.optim.Adam(parameters, lr=train.lr, betas=(train.beta1, train.beta2))
+
+
+def set_requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
+    """Freeze (or thaw) networks, so that a generator's backward pass does not fill a discriminator's gradients."""
+    for net in nets:
+        for parameter in net.parameters():
+            parameter.requires_grad_(flag)
+
+
+def loss_values(terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The step's loss terms as floats, read back with one device synchronisation."""
+    values = torch.stack([value.detach().float() for value in terms.values()]).tolist()
+    return dict(zip(terms, values, strict=True))
+
+
+class TranslationModel(nn.Module):
+    """Base of the models. A subclass sets the class attributes, fills `optimizers` and `pools` in its constructor
+    and defines `networks`, `generators_for`, `training_step` and `sample`.
+
+    paired: True if the model learns from aligned pairs (AlignedDataset), False for unpaired folders.
+    """
+
+    paired: ClassVar[bool] = False
+
+    def __init__(self, config: ModelConfig, fuse_batches: bool = True) -> None:
+        super().__init__()
+        self.config = config
+        self.fuse_batches = fuse_batches
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.pools: dict[str, ImagePool] = {}
+
+    @staticmethod
+    def generators_for(config: ModelConfig) -> dict[str, nn.Module]:
+        """The model's generators by name, initialised: all that translation needs (no discriminators)."""
+        raise NotImplementedError
+
+    def networks(self) -> dict[str, nn.Module]:
+        """Every network by its checkpoint name (gen_ab, disc_b, ...)."""
+        raise NotImplementedError
+
+    def training_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, float]:
+        """One optimisation step on a batch of each domain (pairs for a paired model); every loss term by name."""
+        raise NotImplementedError
+
+    def sample(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Images for the sample grids, by name (real_a, fake_b, ...), computed in eval mode."""
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def set_learning_rate(self, lr: float) -> None:
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+    def training_state(self) -> dict[str, Any]:
+        """Everything besides the weights that an exact resume needs: optimiser moments and image pools."""
+        return {"optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
+                "pools": {name: pool.state_dict() for name, pool in self.pools.items()}}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        for name, pool in self.pools.items():
+            pool.load_state_dict(state["pools"][name], self.device)
+
+    def network_state(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {name: net.state_dict() for name, net in self.networks().items()}
+
+    def load_network_state(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
+        for name, net in self.networks().items():
+            net.load_state_dict(state[name])
+
+    @contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Eval mode (running batch-norm statistics, no dropout) and no gradients, restoring the mode after."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.train(was_training)
+
+    def _forward_each(self, net: nn.Module, *batches: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """`net` on each batch. Without batch norm every image is normalised on its own, so one call on the
+        concatenation gives the same result with less overhead; batch norm would mix the batches, so it gets one
+        call each. `fuse_batches=False` always calls separately (the plain reference step)."""
+        if not self.fuse_batches or self.config.norm == "batch":
+            return tuple(net(batch) for batch in batches)
+        return net(torch.cat(batches)).split([batch.shape[0] for batch in batches])
+
+    def _discriminator_terms(self, disc: nn.Module, real: torch.Tensor, fake: torch.Tensor, suffix: str = ""
+                             ) -> dict[str, torch.Tensor]:
+        """disc{suffix}: the discriminator's loss on real and (detached) generated inputs, halved for lsgan and
+        vanilla (both papers); gp{suffix}: the WGAN-GP penalty, with gan_mode=wgangp."""
+        fake = fake.detach()
+        real_scores, fake_scores = self._forward_each(disc, real, fake)
+        terms = {f"disc{suffix}": losses.discriminator_loss(real_scores, fake_scores, self.config.gan_mode)}
+        if self.config.gan_mode == "wgangp":  # the penalty the official code defines but never applies
+            terms[f"gp{suffix}"] = losses.gradient_penalty(disc, real, fake, self.config.lambda_gp)
+        return terms
