@@ -11,9 +11,10 @@ from ..data.folders import DatasetError
 from ..io.checkpoints import CheckpointError
 from ..io.download import DownloadError
 from ..io.images import ImageError
-from . import data, demo, export, pretrained, train, translate
+from ..metrics import MetricError
+from . import data, demo, eval, export, pretrained, train, translate
 
-USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ImageError, DownloadError)
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ImageError, DownloadError, MetricError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cyclegan", description="CycleGAN (Zhu et al., ICCV 2017): unpaired image-to-image translation.")
     parser.add_argument("-v", "--verbose", action="store_true", help="Show debug messages.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (demo, train, translate, export, data, pretrained):
+    for command in (demo, train, translate, export, data, pretrained, eval):
         command.add_parser(subparsers)
     return parser
 
