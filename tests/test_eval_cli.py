@@ -139,3 +139,27 @@ def test_core_package_never_imports_torchvision():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torchvision', 'torch_fidelity')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_eval_gives_the_fcn_score_of_generated_photos(tmp_path, monkeypatch, capsys):
+    """Real test photos scored as if generated: the FCN score equals the scorer's own score on real photos."""
+    from cyclegan.cli.main import main as cli_main
+    from cyclegan.data.synthetic import write_dataset
+
+    monkeypatch.setenv("CYCLEGAN_CACHE", str(tmp_path / "cache"))
+    import functools
+
+    from cyclegan.metrics import fcn_score
+
+    monkeypatch.setattr(fcn_score, "get_scorer", functools.partial(fcn_score.get_scorer, steps=40))
+    root = write_dataset(tmp_path / "data", size=32, n_train=6, n_test=4)
+    out = tmp_path / "fcn.json"
+    assert cli_main(["eval", str(root / "testB"), "--labels", str(root / "testA"), "--fcn", str(root),
+                     "--out", str(out), "--quiet"]) == 0
+    table = capsys.readouterr().out
+    assert "FCN Per-pixel acc." in table and "FCN Class IOU" in table
+    import json
+
+    results = json.loads(out.read_text())
+    assert "segmentation" not in results
+    assert results["fcn"]["pixel_accuracy"] == results["fcn"]["scorer_on_real_photos"]["pixel_accuracy"]

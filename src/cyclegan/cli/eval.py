@@ -29,6 +29,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="Folder of ground-truth colour label images (same file names as GENERATED).")
     parser.add_argument("--palette", default=None,
                         help="The data set's palette.json (default: the one in or above --labels).")
+    parser.add_argument("--fcn", default=None, metavar="DATAROOT",
+                        help="GENERATED are photos made from the --labels maps: give the FCN score (paper Sec. 5.1.2) "
+                             "with a scorer trained once on DATAROOT's real photo/label pairs (the built-in data set "
+                             "or a folder with palette.json).")
     parser.add_argument("--metrics", default=None,
                         help=f"Comma-separated subset of {','.join(ALL_KINDS)} ('paired' = l1,psnr,ssim); those "
                              "named must be computable (default: every metric that fits).")
@@ -62,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate(args.generated, real=args.real, labels_truth=args.labels, palette=args.palette,
                        inception_weights=args.inception_weights, kinds=kinds, batch_size=args.batch_size,
                        device=args.device, kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
-                       show_progress=not args.quiet)
+                       show_progress=not args.quiet, fcn_dataroot=args.fcn)
     generated = Path(args.generated)
     out = Path(args.out) if args.out else (generated if generated.is_dir() else generated.parent) / "metrics.json"
     atomic_write_text(out, json.dumps(_strict_json(results), indent=2, allow_nan=False) + "\n")

@@ -14,7 +14,7 @@ from . import MetricError
 logger = logging.getLogger(__name__)
 
 PAIRED_KINDS = ("l1", "psnr", "ssim")
-ALL_KINDS = (*PAIRED_KINDS, "seg", "fid", "kid")
+ALL_KINDS = (*PAIRED_KINDS, "seg", "fcn", "fid", "kid")
 # Below this many images the 2048 x 2048 covariance is rank-deficient (Heusel et al. advise at least 10,000).
 FID_RELIABLE_SIZE = 2048
 
@@ -50,12 +50,15 @@ def _unmatched(generated: Path, real: Path) -> list[Path]:
 def evaluate(generated: str | Path, real: str | Path | None = None, labels_truth: str | Path | None = None,
              palette: str | Path | None = None, inception_weights: str | Path | None = None,
              kinds: set[str] | None = None, batch_size: int = 32, device: str = "cpu", kid_subsets: int = 100,
-             kid_subset_size: int = 1000, show_progress: bool = False) -> dict[str, Any]:
+             kid_subset_size: int = 1000, show_progress: bool = False,
+             fcn_dataroot: str | Path | None = None) -> dict[str, Any]:
     """Score the images in `generated`; `kinds=None` picks every metric the inputs allow.
 
     - paired (l1, psnr, ssim): `real` holds a file of the same name for every generated image;
     - seg: `generated` are colour label maps, `labels_truth` their ground truth, with the data set's `palette`
       (default: palette.json in or above `labels_truth`);
+    - fcn: `generated` are photos made from the label maps in `labels_truth`, and `fcn_dataroot` names the data set
+      whose real photo/label pairs train (once, then cached) the FCN scorer (paper Sec. 5.1.2);
     - fid, kid: `real` is given and torch-fidelity is installed.
     Metrics chosen automatically but impossible are skipped with a note; metrics asked for in `kinds` raise
     MetricError (or DownloadError for missing Inception weights) instead.
@@ -91,7 +94,21 @@ def evaluate(generated: str | Path, real: str | Path | None = None, labels_truth
             results["paired"] = {name: scores[name] for name in PAIRED_KINDS if name in paired}
             results["paired"]["count"] = scores["count"]
 
-    if "seg" in wanted and (explicit or labels_truth is not None or palette is not None):
+    if "fcn" in wanted and (fcn_dataroot is not None or explicit):
+        if fcn_dataroot is None or labels_truth is None:
+            raise MetricError("the FCN score needs --labels (the label maps the photos were made from) and --fcn "
+                              "DATAROOT (the data set whose real photo/label pairs train the scorer)")
+        from PIL import Image
+
+        from .fcn_score import fcn_score, get_scorer
+
+        with Image.open(list_images(labels_truth)[0]) as first:
+            size = min(first.size)
+        scorer = get_scorer(Path(fcn_dataroot), size, show_progress=show_progress)
+        results["fcn"] = fcn_score(generated, labels_truth, scorer)
+        results["fcn"]["scorer_on_real_photos"] = scorer.real_scores
+
+    if "seg" in wanted and fcn_dataroot is None and (explicit or labels_truth is not None or palette is not None):
         palette = Path(palette) if palette is not None else (labels_truth and _find_palette(labels_truth))
         if labels_truth is None or palette is None:
             found = f"; no palette.json in or above {labels_truth}" if labels_truth is not None else ""
@@ -129,7 +146,7 @@ def evaluate(generated: str | Path, real: str | Path | None = None, labels_truth
                 if "fid" in scores and min(scores["num_generated"], scores["num_real"]) < FID_RELIABLE_SIZE:
                     notes.append(f"FID from fewer than {FID_RELIABLE_SIZE} images per side is strongly biased "
                                  "upwards; compare only with numbers from equally many images (KID is unbiased)")
-    if not any(key in results for key in ("paired", "segmentation", "fid_kid")):
+    if not any(key in results for key in ("paired", "segmentation", "fcn", "fid_kid")):
         raise MetricError("no metric fits what was given: give --real (paired metrics, FID/KID) and/or --labels "
                           "with --palette (segmentation)" + "".join(f"; {note}" for note in notes))
     return results
@@ -141,6 +158,15 @@ def _number(value: float | None, digits: int = 4) -> str:
     return "inf" if math.isinf(value) else f"{value:.{digits}f}"
 
 
+def _segmentation_rows(seg: dict[str, Any], prefix: str) -> list[tuple[str, str, str]]:
+    count = str(seg["count"])
+    rows = [(f"{prefix}Per-pixel acc.", _number(seg["pixel_accuracy"]), count),
+            (f"{prefix}Per-class acc.", _number(seg["class_accuracy"]), count),
+            (f"{prefix}Class IOU", _number(seg["mean_iou"]), count)]
+    return rows + [(f"  IoU {name}", _number(iou), "")
+                   for name, iou in zip(seg["classes"], seg["class_iou"], strict=True)]
+
+
 def format_table(results: dict[str, Any]) -> str:
     """The scores of `evaluate` as an aligned plain-text table, followed by any notes."""
     rows: list[tuple[str, str, str]] = []
@@ -149,13 +175,9 @@ def format_table(results: dict[str, Any]) -> str:
         for key, label in (("l1", "L1 (on [-1, 1])"), ("psnr", "PSNR (dB)"), ("ssim", "SSIM")):
             if key in paired:
                 rows.append((label, _number(paired[key], 2 if key == "psnr" else 4), count))
-    if seg := results.get("segmentation"):
-        count = str(seg["count"])
-        rows += [("Per-pixel acc.", _number(seg["pixel_accuracy"]), count),
-                 ("Per-class acc.", _number(seg["class_accuracy"]), count),
-                 ("Class IOU", _number(seg["mean_iou"]), count)]
-        rows += [(f"  IoU {name}", _number(iou), "") for name, iou in zip(seg["classes"], seg["class_iou"],
-                                                                           strict=True)]
+    for key, prefix in (("segmentation", ""), ("fcn", "FCN ")):
+        if seg := results.get(key):
+            rows += _segmentation_rows(seg, prefix)
     if scores := results.get("fid_kid"):
         count = f"{scores['num_generated']} vs {scores['num_real']}"
         if "fid" in scores:
