@@ -1,0 +1,138 @@
+"""The optimised training step computes the paper's step exactly, and the speed benchmarks run (on tiny settings).
+
+The fused step (`fuse_batches=True`: one generator call on G(x) and G(y) concatenated, one discriminator call on
+real and fake) must give the plain reference step's losses, gradients and updated weights: instance norm normalises
+each image on its own, so batching changes nothing but the float summation order.
+"""
+
+import copy
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from cyclegan.config import Config, apply_overrides
+from cyclegan.models.cyclegan import CycleGAN
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _twin_models(pool_size: int, dtype: torch.dtype, width: int) -> tuple[CycleGAN, CycleGAN]:
+    config = apply_overrides(Config(), {"gen_arch": "resnet_6blocks", "ngf": width, "ndf": width,
+                                        "pool_size": pool_size,
+                                        "lambda_identity": 0.5, "gan_mode": "lsgan"})
+    fused = CycleGAN(config.model, config.train, fuse_batches=True).to(dtype)
+    reference = CycleGAN(config.model, config.train, fuse_batches=False).to(dtype)
+    reference.load_network_state(copy.deepcopy(fused.network_state()))
+    return fused, reference
+
+
+def _paired_parameters(fused: CycleGAN, reference: CycleGAN):
+    for net_name, net in reference.networks().items():
+        fused_parameters = dict(fused.networks()[net_name].named_parameters())
+        for name, parameter in net.named_parameters():
+            yield f"{net_name}.{name}", fused_parameters[name], parameter
+
+
+def _images(count: int, dtype: torch.dtype, size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(torch.rand(1, 3, size, size, dtype=dtype) * 2 - 1, torch.rand(1, 3, size, size, dtype=dtype) * 2 - 1)
+            for _ in range(count)]
+
+
+def test_fused_step_gives_reference_losses_and_gradients_in_float32():
+    """One step in float32: the same losses and gradients, up to float rounding (relative to each network's
+    gradient scale). Updated weights are compared in float64 below: the conv biases just before an instance norm
+    have a true gradient of exactly 0, so their float32 gradients are rounding noise, which Adam's normalised
+    update turns into steps of about lr in either direction, in the reference step as much as in the fused one."""
+    fused, reference = _twin_models(pool_size=50, dtype=torch.float32, width=8)
+    (real_a, real_b), = _images(1, torch.float32, size=32)
+    fused_losses, reference_losses = fused.training_step(real_a, real_b), reference.training_step(real_a, real_b)
+    assert fused_losses.keys() == reference_losses.keys()
+    for name, value in reference_losses.items():
+        assert fused_losses[name] == pytest.approx(value, rel=1e-5), name
+    scale = {net_name: max(p.grad.abs().max().item() for p in net.parameters() if p.grad is not None)
+             for net_name, net in reference.networks().items()}
+    for name, fused_parameter, parameter in _paired_parameters(fused, reference):
+        torch.testing.assert_close(fused_parameter.grad, parameter.grad, rtol=1e-4,
+                                   atol=2e-5 * scale[name.split(".")[0]], msg=f"gradient of {name}")
+
+
+@pytest.mark.parametrize(("pool_size", "steps"), [(0, 2), (1, 3)])
+def test_fused_step_is_the_reference_step_in_float64(pool_size, steps):
+    """Several steps in float64 (narrow networks: float64 convolutions are slow on the CPU), so rounding cannot
+    hide a difference: losses, gradients, updated weights and the pools agree. With pool 1 the later steps train
+    the discriminators on remembered images (the pool's draws are seeded alike in both models)."""
+    fused, reference = _twin_models(pool_size, dtype=torch.float64, width=4)
+    batches = _images(steps, torch.float64, size=24)  # 24: the smallest the 70x70 PatchGAN takes
+    for real_a, real_b in batches:
+        fused_losses = fused.training_step(real_a, real_b)
+        reference_losses = reference.training_step(real_a, real_b)
+        assert fused_losses.keys() == reference_losses.keys()
+        for name, value in reference_losses.items():
+            assert fused_losses[name] == pytest.approx(value, rel=1e-10), name
+        for name, fused_parameter, parameter in _paired_parameters(fused, reference):
+            torch.testing.assert_close(fused_parameter.grad, parameter.grad, rtol=1e-9, atol=1e-12,
+                                       msg=f"gradient of {name}")
+            torch.testing.assert_close(fused_parameter, parameter, rtol=1e-9, atol=1e-9, msg=name)
+    for name in ("a", "b"):
+        assert len(fused.pools[name]) == len(reference.pools[name]) == min(pool_size, len(batches))
+        for fused_image, image in zip(fused.pools[name].images, reference.pools[name].images, strict=True):
+            torch.testing.assert_close(fused_image, image, rtol=1e-9, atol=1e-9)
+
+
+def _script(name, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return importlib.import_module(name)
+
+
+def test_common_helpers(monkeypatch):
+    common = _script("common", monkeypatch)
+    summary = common.summarize([3.0, 1.0, 2.0, 10.0])
+    assert summary["median"] == 2.5 and summary["min"] == 1.0 and summary["n"] == 4
+    assert summary["q1"] <= summary["median"] <= summary["q3"]
+    assert common.peak_rss_bytes() > 10 * 1024**2
+    info = common.machine()
+    assert info["torch_version"] == torch.__version__ and info["logical_cores"] >= 1 and info["cpu_model"]
+    assert "| a | b |" in common.format_table(["a", "b"], [[1.5, None]])
+
+
+@pytest.mark.slow  # each case runs in a fresh interpreter
+def test_train_step_script_smoke(tmp_path, monkeypatch, capsys):
+    script = _script("train_step", monkeypatch)
+    out = tmp_path / "train_step.json"
+    assert script.main(["--size", "32", "--arch", "resnet_6blocks", "--ngf", "4", "--ndf", "4", "--repeats", "2",
+                        "--warmup", "1", "--pool-size", "3", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["benchmark"] == "train_step" and results["machine"]["torch_version"] == torch.__version__
+    (case,) = results["cases"]
+    assert case["variant"] == "fused" and case["step_seconds"]["n"] == 2 and case["step_seconds"]["median"] > 0
+    assert case["peak_rss_bytes"] > case["rss_after_import_bytes"] > 0
+    assert set(case["last_losses"]) >= {"gan_ab", "cycle_a", "idt_a", "disc_a", "disc_b"}
+    assert case["official"] == {"seconds": None, "peak_gib": None}  # not the paper's settings: no comparison
+    assert "official (issue #5, measured on this machine)" in capsys.readouterr().out
+
+
+def test_train_step_cases_and_levers(monkeypatch):
+    script = _script("train_step", monkeypatch)
+    specs = script.build_specs(script.parse_args([]))
+    assert [(spec["size"], spec["arch"]) for spec in specs] == [(256, "resnet_9blocks"), (128, "resnet_6blocks")]
+    assert script.reference_figures(specs[0], script.OFFICIAL) == {"seconds": 18.9, "peak_gib": 4.05}
+    levers = script.build_specs(script.parse_args(["--size", "128", "--levers", "--compile"]))
+    names = [script.variant_name(spec) for spec in levers]
+    assert names[:2] == ["reference", "fused"] and "fused+compile" in names and len(set(names)) == len(names)
+
+
+@pytest.mark.slow  # a fresh interpreter per API case and per CLI run
+def test_translate_script_smoke(tmp_path, monkeypatch, capsys):
+    script = _script("translate_speed", monkeypatch)
+    out = tmp_path / "translate.json"
+    assert script.main(["--sizes", "32", "--images", "2", "--batch-size", "2", "--ngf", "4", "--repeats", "1",
+                        "--warmup", "0", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    api, cli = results["cases"]
+    assert (api["spec"]["kind"], cli["spec"]["kind"]) == ("api", "cli")
+    for case in (api, cli):
+        assert case["images_per_second"] > 0 and case["peak_rss_bytes"] > 0 and case["meets_target"] is None
+    assert "CLI (whole process)" in capsys.readouterr().out
