@@ -174,7 +174,8 @@ class TrainConfig:
     run_dir: str = option("runs/cyclegan", "Run folder: config, checkpoints, log, samples and report.")
     n_epochs: int = option(100, "Epochs at the initial learning rate (paper: 100).")
     n_epochs_decay: int = option(100, "Epochs over which the learning rate decays to zero (paper: 100).")
-    batch_size: int = option(1, "Images per step and domain (paper: 1).")
+    batch_size: int = option(1, "Images per step and domain (paper: 1); under torchrun, per process: a step then "
+                             "trains on batch_size x processes images.")
     lr: float = option(2e-4, "Adam learning rate (paper: 0.0002).")
     beta1: float = option(0.5, "Adam beta1 (paper: 0.5).")
     beta2: float = option(0.999, "Adam beta2.")

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from ..config import Config, apply_overrides, config_from_layers, load_config_file
+from ..training.distributed import launched_rank
 from ..training.loop import train
 from .options import add_config_options, given_options
 
@@ -29,16 +31,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     given = given_options(args)
+    main_process = launched_rank() == 0  # under torchrun, one process speaks for the run
+    if not main_process:
+        logging.getLogger().setLevel(logging.WARNING)
     if args.resume:
         run_dir = given.get("train", {}).get("run_dir", Config().train.run_dir)
         config = apply_overrides(Config(), {"run_dir": run_dir})
         flat = {name: value for values in given.values() for name, value in values.items()}
-        result = train(config, resume=True, overrides=flat, show_progress=not args.quiet,
+        result = train(config, resume=True, overrides=flat, show_progress=not args.quiet and main_process,
                        max_steps=args.max_steps)
     else:
         layers = [load_config_file(args.config)] if args.config else []
         config = config_from_layers(*layers, given)  # the chosen model's defaults first (config.model_defaults)
-        result = train(config, show_progress=not args.quiet, max_steps=args.max_steps)
+        result = train(config, show_progress=not args.quiet and main_process, max_steps=args.max_steps)
+    if not main_process:
+        return 0
     state = "stopped" if result.stopped_early else "finished"
     print(f"{state} after {result.epochs_done} epoch(s), {result.steps_done} step(s); "
           f"report: {result.run_dir / 'index.html'}")

@@ -4,6 +4,17 @@ an optimisation step that CycleGAN and pix2pix both use (Adam, frozen discrimina
 A model is one subclass of `TranslationModel`, in one file: it builds its networks, optimisers and image pools and
 defines `training_step` and `sample`. Everything else here works on what it lists in `networks()`, `optimizers` and
 `pools`, so a checkpoint holds the same structure for every model.
+
+Distributed training (`distribute`) wraps each network in DistributedDataParallel in place, under the same attribute,
+so a step keeps calling `self.gen_ab(...)`. Plain DDP (no static graph, no unused-parameter search) is exactly right
+for these steps, which a test checks against a single process:
+- a network may be called several times before one backward (CycleGAN's G on x, then on F(y) for the cycle):
+  autograd sums the contributions and accumulates each parameter's gradient once, so DDP's per-parameter hook
+  fires once and all-reduces the full gradient. (`static_graph=True` counts hooks differently and gives wrong
+  gradients for these steps; we measured it.)
+- a discriminator called while frozen (requires_grad False, in the generator's update) gets no gradient and so
+  starts no reduction; its next update, with every parameter thawed, reduces as usual.
+Checkpoints, sampling and translation always see the bare networks (`plain_networks`, `evaluating`).
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from .. import losses
 from ..config import ModelConfig, TrainConfig
@@ -30,6 +42,11 @@ def set_requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
     for net in nets:
         for parameter in net.parameters():
             parameter.requires_grad_(flag)
+
+
+def unwrap(net: nn.Module) -> nn.Module:
+    """The network inside a DistributedDataParallel wrapper (or `net` itself)."""
+    return net.module if isinstance(net, DistributedDataParallel) else net
 
 
 def loss_values(terms: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -91,22 +108,41 @@ class TranslationModel(nn.Module):
         for name, pool in self.pools.items():
             pool.load_state_dict(state["pools"][name], self.device)
 
+    def plain_networks(self) -> dict[str, nn.Module]:
+        """`networks()` without DistributedDataParallel wrappers: what checkpoints store."""
+        return {name: unwrap(net) for name, net in self.networks().items()}
+
     def network_state(self) -> dict[str, dict[str, torch.Tensor]]:
-        return {name: net.state_dict() for name, net in self.networks().items()}
+        return {name: net.state_dict() for name, net in self.plain_networks().items()}
 
     def load_network_state(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
-        for name, net in self.networks().items():
+        for name, net in self.plain_networks().items():
             net.load_state_dict(state[name])
+
+    def distribute(self, rank: int, device_ids: list[int] | None = None) -> None:
+        """Prepare this model for process `rank` of a distributed run (see the module docstring): wrap every
+        network in DistributedDataParallel, under its attribute (the names of `networks()` must be attribute
+        names), and give each image pool this rank's own stream. Call after `.to(device)`."""
+        for name, net in self.networks().items():
+            # DDP broadcasts rank 0's weights (and, at each forward, batch-norm buffers) to the other ranks.
+            setattr(self, name, DistributedDataParallel(net, device_ids=device_ids))
+        self.pools = {name: pool.for_rank(rank) for name, pool in self.pools.items()}
 
     @contextmanager
     def evaluating(self) -> Iterator[None]:
-        """Eval mode (running batch-norm statistics, no dropout) and no gradients, restoring the mode after."""
+        """Eval mode (running batch-norm statistics, no dropout) and no gradients, restoring the mode after.
+        The networks are unwrapped meanwhile: rank 0 samples alone, which a DDP forward (a collective) forbids."""
         was_training = self.training
+        wrapped = self.networks()
+        for name, net in self.plain_networks().items():
+            setattr(self, name, net)
         self.eval()
         try:
             with torch.no_grad():
                 yield
         finally:
+            for name, net in wrapped.items():
+                setattr(self, name, net)
             self.train(was_training)
 
     def _forward_each(self, net: nn.Module, *batches: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -41,7 +41,8 @@ from ..models import TranslationModel, build_model, model_class
 from ..progress import format_duration, progress_bar
 from ..report.grids import sample_grid, save_png
 from ..report.html import write_run_report
-from ..runtime import capture_rng_state, restore_rng_state, seed_everything, select_device
+from ..runtime import capture_rng_state, restore_rng_state, seed_everything
+from .distributed import DistributedContext, distributed_context, rank_items, rank_seed
 from .schedule import learning_rate
 
 logger = logging.getLogger(__name__)
@@ -175,95 +176,144 @@ def train(config: Config, resume: bool = False, overrides: dict[str, Any] | None
     resume: continue the run in that folder from its latest checkpoint; the saved config is used, with
     `overrides` (flat option names) applied where a resume allows it. max_steps: stop cleanly, with a resumable
     checkpoint, after this many iterations in this call. Returns what was done.
+
+    Under `torchrun` every process calls this; they train one model data-parallel (see `distributed.py`): an
+    iteration (a step) is one update on the global batch, batch_size images per domain from each process. Rank 0
+    writes the run folder; `on_epoch_end` is called on every process.
     """
-    stop = stop or StopRequest()
     run = RunFolder(Path(config.train.run_dir))
     checkpoint_state: dict[str, Any] | None = None
-    if resume:
+    if resume:  # every rank reads the checkpoint: a multi-node run needs its run folder on a shared file system
         saved, checkpoint_state = load_checkpoint(find_checkpoint(run.root))
         config = _resume_config(saved, {**(overrides or {}), "run_dir": str(run.root)})
+    with distributed_context(config.train.device) as context:
+        return _train(context, config, run, checkpoint_state, show_progress, max_steps, stop or StopRequest(),
+                      on_epoch_end)
+
+
+def _train(context: DistributedContext, config: Config, run: RunFolder, checkpoint_state: dict[str, Any] | None,
+           show_progress: bool, max_steps: int | None, stop: StopRequest,
+           on_epoch_end: Callable[[int], None] | None) -> TrainResult:
+    if checkpoint_state is not None:
+        saved_world_size = checkpoint_state["progress"].get("world_size", 1)
+        if saved_world_size != context.world_size:  # the data split, pools and random streams are per rank
+            raise ConfigError(f"{run.root} was trained by {saved_world_size} process(es); resume it with as many "
+                              f"(this is {context.world_size})")
     elif run.latest_checkpoint.exists():
         raise ConfigError(f"{run.root} already holds a run; resume it with --resume, or choose another --run-dir")
+    context.barrier()  # every rank has looked at the run folder before rank 0 writes into it
 
-    run.create()
-    config = resolve_data_root(config, run)
-    device = select_device(config.train.device)
+    device = context.device
+    if context.is_main:
+        run.create()
+        config = resolve_data_root(config, run)  # may write the built-in data set
+    context.barrier()
+    if not context.is_main:
+        config = resolve_data_root(config, run)  # finds the data set rank 0 wrote
     seed_everything(config.train.seed, config.train.deterministic)
     dataset = _training_dataset(config)
     model = build_model(config.model, config.train).to(device)
+    if context.enabled:
+        model.distribute(context.rank, context.device_ids())
+        if not context.is_main:  # own dropout masks (ranks see different images); rank 0 keeps the usual stream
+            seed_everything(rank_seed(config.train.seed, context.rank), config.train.deterministic)
     epoch, iteration, step, elapsed_before = 0, 0, 0, 0.0
     if checkpoint_state is not None:
+        own = checkpoint_state if context.is_main else checkpoint_state["rank_states"][str(context.rank)]
         model.load_network_state(checkpoint_state["nets"])
-        model.load_training_state(checkpoint_state["training"])
-        restore_rng_state(checkpoint_state["rng"])
+        model.load_training_state({**checkpoint_state["training"], "pools": own["training"]["pools"]})
+        restore_rng_state(own["rng"])
         progress = checkpoint_state["progress"]
         epoch, iteration, step = progress["epoch"], progress["iteration"], progress["step"]
         elapsed_before = progress.get("elapsed", 0.0)
-        run.truncate_log(step)
+        if context.is_main:
+            run.truncate_log(step)
         logger.info("resuming %s at epoch %d, iteration %d", run.root, epoch + 1, iteration)
-    run.write_config(config)
-    fixed = _fixed_samples(config, device)
-    log = LogWriter(run.log_file)
+    if context.is_main:
+        run.write_config(config)
+    fixed = _fixed_samples(config, device) if context.is_main else (torch.zeros(0), torch.zeros(0))
+    log = LogWriter(run.log_file) if context.is_main else None
     batch_size, total_epochs = config.train.batch_size, config.train.total_epochs
-    batches_per_epoch = -(-len(dataset) // batch_size)
-    steps_this_call, last_losses, started = 0, {}, time.monotonic()
-    logger.info("training on %s: %d A / %d B images, %d epochs", device, len(dataset.files_a), len(dataset.files_b),
-                total_epochs)
+    items_per_rank = -(-len(dataset) // context.world_size)
+    batches_per_epoch = -(-items_per_rank // batch_size)
+    steps_this_call, last_losses, started, stopping = 0, {}, time.monotonic(), stop.requested
+    logger.info("training on %s%s: %d A / %d B images, %d epochs", device,
+                f" (x{context.world_size} processes)" if context.enabled else "", len(dataset.files_a),
+                len(dataset.files_b), total_epochs)
 
     def elapsed() -> float:  # training time of the whole run, across resumes
         return elapsed_before + time.monotonic() - started
 
-    def save(path: Path, at_epoch: int, at_iteration: int) -> None:
-        save_checkpoint(path, config, _checkpoint_state(model, at_epoch, at_iteration, step, elapsed()))
+    def save(paths: list[Path], at_epoch: int, at_iteration: int) -> None:
+        # A collective: all ranks call it at the same point. Rank 0 writes its own pools and random state where a
+        # single process would, and every other rank's beside them.
+        state = _checkpoint_state(model, at_epoch, at_iteration, step, elapsed())
+        ranks = context.gather({"training": {"pools": state["training"]["pools"]}, "rng": state["rng"]})
+        if not context.is_main:
+            return
+        if context.enabled:
+            state["progress"]["world_size"] = context.world_size
+            state["rank_states"] = {str(rank): ranks[rank] for rank in range(1, context.world_size)}
+        for path in paths:
+            save_checkpoint(path, config, state)
 
     try:
         with _stop_on_signals(stop):
-            while epoch < total_epochs and not stop.requested:
+            while epoch < total_epochs and not stopping:
                 lr = learning_rate(epoch, config.train)
                 model.set_learning_rate(lr)
                 items = epoch_order(len(dataset), config.train.seed, epoch, not config.data.serial_batches)
+                items = rank_items(items, context.rank, context.world_size)
                 loader = DataLoader(dataset, batch_size=batch_size, sampler=items[iteration * batch_size:],
                                     num_workers=config.data.num_workers, worker_init_fn=_ignore_sigint,
                                     pin_memory=device.type == "cuda",
                                     generator=torch.Generator())  # leaves the global RNG untouched
                 bar = progress_bar(loader, total=batches_per_epoch, initial=iteration, unit="it",
-                                   description=f"epoch {epoch + 1}/{total_epochs}", enabled=show_progress)
+                                   description=f"epoch {epoch + 1}/{total_epochs}",
+                                   enabled=show_progress and context.is_main)
                 for batch in bar:
                     losses = model.training_step(batch["a"].to(device, non_blocking=True),
                                                  batch["b"].to(device, non_blocking=True))
                     iteration, step, steps_this_call = iteration + 1, step + 1, steps_this_call + 1
+                    if max_steps is not None and steps_this_call >= max_steps:
+                        stop.request(f"max_steps={max_steps}")
+                    # Ranks stop after the same step, whichever of them a signal reached first.
+                    losses, stopping = context.agree(losses, stop.requested)
                     last_losses = losses
-                    log.write({"epoch": epoch + 1, "iteration": iteration, "step": step,
-                               "time": round(elapsed(), 3), "lr": lr, "losses": losses})
+                    if log is not None:
+                        log.write({"epoch": epoch + 1, "iteration": iteration, "step": step,
+                                   "time": round(elapsed(), 3), "lr": lr, "losses": losses})
                     remaining = total_epochs * batches_per_epoch - step
                     run_eta = remaining * (time.monotonic() - started) / steps_this_call
                     bar.set_postfix({**{k: f"{v:.3f}" for k, v in losses.items()},
                                      "run ETA": format_duration(run_eta)}, refresh=False)
-                    if max_steps is not None and steps_this_call >= max_steps:
-                        stop.request(f"max_steps={max_steps}")
-                    if stop.requested:
+                    if stopping:
                         break
                 bar.close()
                 del loader
-                if stop.requested and iteration < batches_per_epoch:
+                if stopping and iteration < batches_per_epoch:
                     # mid-epoch: a resume continues with the next batch of this epoch
-                    save(run.latest_checkpoint, epoch, iteration)
+                    save([run.latest_checkpoint], epoch, iteration)
                     break
                 epoch, iteration = epoch + 1, 0
-                save(run.latest_checkpoint, epoch, 0)
-                if epoch % config.train.save_every == 0 or epoch == total_epochs:
-                    save(run.epoch_checkpoint(epoch), epoch, 0)
-                if fixed[0].shape[0]:
-                    _write_samples(model, fixed, run.sample_file(epoch))
-                write_run_report(run.root)
+                keep = epoch % config.train.save_every == 0 or epoch == total_epochs
+                save([run.latest_checkpoint, run.epoch_checkpoint(epoch)] if keep else [run.latest_checkpoint],
+                     epoch, 0)
+                if context.is_main:
+                    if fixed[0].shape[0]:
+                        _write_samples(model, fixed, run.sample_file(epoch))
+                    write_run_report(run.root)
                 logger.info("epoch %d/%d done: %s", epoch, total_epochs,
                             ", ".join(f"{k} {v:.3f}" for k, v in last_losses.items()))
                 if on_epoch_end is not None:
                     on_epoch_end(epoch)
+                _, stopping = context.agree({}, stop.requested)  # a signal during the epoch's end stops here
     finally:
-        log.close()
-    write_run_report(run.root)
-    if stop.requested:
-        logger.warning("stopped (%s) at epoch %d, iteration %d; continue with --resume", stop.reason,
-                       epoch + 1, iteration)
-    return TrainResult(run.root, config, epoch, step, stop.requested, last_losses)
+        if log is not None:
+            log.close()
+    if context.is_main:
+        write_run_report(run.root)
+    if stopping and context.is_main:
+        logger.warning("stopped (%s) at epoch %d, iteration %d; continue with --resume",
+                       stop.reason or "stop requested by another process", epoch + 1, iteration)
+    return TrainResult(run.root, config, epoch, step, stopping, last_losses)

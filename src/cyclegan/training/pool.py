@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from .distributed import rank_seed
+
 
 class ImagePool:
     """Remembers up to `size` generated images. Once full, each query returns an older image half of the time
@@ -18,8 +20,14 @@ class ImagePool:
 
     def __init__(self, size: int = 50, seed: int = 0) -> None:  # 50: paper Sec. 4
         self.size = size
+        self.seed = seed
         self.images: list[torch.Tensor] = []
         self._random = random.Random(seed)
+
+    def for_rank(self, rank: int) -> ImagePool:
+        """An empty pool of the same size for process `rank` of a distributed run, drawing from its own stream
+        (the same pool on rank 0): each process keeps a history of the images it generated itself."""
+        return ImagePool(self.size, rank_seed(self.seed, rank))
 
     def __len__(self) -> int:
         return len(self.images)
