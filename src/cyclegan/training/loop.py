@@ -169,8 +169,7 @@ def _resume_config(saved: Config, overrides: dict[str, Any] | None) -> Config:
 
 
 def train(config: Config, resume: bool = False, overrides: dict[str, Any] | None = None,
-          show_progress: bool = True, max_steps: int | None = None, stop: StopRequest | None = None,
-          on_epoch_end: Callable[[int], None] | None = None) -> TrainResult:
+          show_progress: bool = True, max_steps: int | None = None, stop: StopRequest | None = None) -> TrainResult:
     """Train the model `config` names (CycleGAN or pix2pix) as it says, in `config.train.run_dir`.
 
     resume: continue the run in that folder from its latest checkpoint; the saved config is used, with
@@ -179,7 +178,7 @@ def train(config: Config, resume: bool = False, overrides: dict[str, Any] | None
 
     Under `torchrun` every process calls this; they train one model data-parallel (see `distributed.py`): an
     iteration (a step) is one update on the global batch, batch_size images per domain from each process. Rank 0
-    writes the run folder; `on_epoch_end` is called on every process.
+    writes the run folder. `stop` lets a caller (or a signal) end the run cleanly after the current step.
     """
     run = RunFolder(Path(config.train.run_dir))
     checkpoint_state: dict[str, Any] | None = None
@@ -187,13 +186,11 @@ def train(config: Config, resume: bool = False, overrides: dict[str, Any] | None
         saved, checkpoint_state = load_checkpoint(find_checkpoint(run.root))
         config = _resume_config(saved, {**(overrides or {}), "run_dir": str(run.root)})
     with distributed_context(config.train.device) as context:
-        return _train(context, config, run, checkpoint_state, show_progress, max_steps, stop or StopRequest(),
-                      on_epoch_end)
+        return _train(context, config, run, checkpoint_state, show_progress, max_steps, stop or StopRequest())
 
 
 def _train(context: DistributedContext, config: Config, run: RunFolder, checkpoint_state: dict[str, Any] | None,
-           show_progress: bool, max_steps: int | None, stop: StopRequest,
-           on_epoch_end: Callable[[int], None] | None) -> TrainResult:
+           show_progress: bool, max_steps: int | None, stop: StopRequest) -> TrainResult:
     if checkpoint_state is not None:
         saved_world_size = checkpoint_state["progress"].get("world_size", 1)
         if saved_world_size != context.world_size:  # the data split, pools and random streams are per rank
@@ -305,8 +302,6 @@ def _train(context: DistributedContext, config: Config, run: RunFolder, checkpoi
                     write_run_report(run.root)
                 logger.info("epoch %d/%d done: %s", epoch, total_epochs,
                             ", ".join(f"{k} {v:.3f}" for k, v in last_losses.items()))
-                if on_epoch_end is not None:
-                    on_epoch_end(epoch)
                 _, stopping = context.agree({}, stop.requested)  # a signal during the epoch's end stops here
     finally:
         if log is not None:
