@@ -68,6 +68,19 @@ def _biases_before_instance_norm(run_dir):
     return inert
 
 
+def _assert_same_effective_weights(ddp_state, single_state, single_run):
+    inert = _biases_before_instance_norm(single_run)
+    largest = 0.0
+    for name, weights in single_state["nets"].items():
+        for key, value in weights.items():
+            if f"{name}.{key}" in inert:
+                continue
+            # Only the float summation order differs (an all-reduce of two per-rank means vs. one batch mean).
+            largest = max(largest, (ddp_state["nets"][name][key] - value).abs().max().item())
+            torch.testing.assert_close(ddp_state["nets"][name][key], value, rtol=0, atol=1e-5, msg=f"{name}.{key}")
+    print(f"\nlargest weight difference, 2 processes vs 1 (effective weights): {largest:.2e}")
+
+
 def _options(dataroot, run_dir):
     return ["--dataroot", str(dataroot), "--run-dir", str(run_dir), "--gen-arch", "resnet_6blocks", "--ngf", "4",
             "--ndf", "4", "--load-size", "36", "--crop-size", "32", "--num-workers", "0", "--n-epochs", "1",
@@ -104,16 +117,7 @@ def test_two_gloo_processes_train_like_one_process_with_the_same_global_batch(tm
     ddp_state = load_checkpoint(ddp_run / "checkpoints" / "latest.safetensors")[1]
     single_state = load_checkpoint(single_run / "checkpoints" / "latest.safetensors")[1]
     assert ddp_state["progress"]["step"] == single_state["progress"]["step"] == 4
-    inert = _biases_before_instance_norm(single_run)
-    largest = 0.0
-    for name, weights in single_state["nets"].items():
-        for key, value in weights.items():
-            if f"{name}.{key}" in inert:
-                continue
-            # Only the float summation order differs (an all-reduce of two per-rank means vs. one batch mean).
-            largest = max(largest, (ddp_state["nets"][name][key] - value).abs().max().item())
-            torch.testing.assert_close(ddp_state["nets"][name][key], value, rtol=0, atol=1e-5)
-    print(f"\nlargest weight difference, 2 processes vs 1 (effective weights): {largest:.2e}")
+    _assert_same_effective_weights(ddp_state, single_state, single_run)
     # A bias just before an instance norm without affine parameters is cancelled by the norm's mean subtraction:
     # its exact gradient is 0, its computed one is round-off, and Adam's m / sqrt(v) turns round-off of either
     # sign into steps of about lr. Those biases may differ by a few lr; they change no output. The outputs (in
@@ -131,3 +135,19 @@ def test_two_gloo_processes_train_like_one_process_with_the_same_global_batch(tm
     assert sorted(p.name for p in (ddp_run / "checkpoints").iterdir()) == ["epoch_0002.safetensors",
                                                                           "latest.safetensors"]
     assert sorted(p.name for p in (ddp_run / "samples").iterdir()) == ["epoch_0001.png", "epoch_0002.png"]
+
+
+@pytest.mark.slow
+def test_generator_used_by_one_chain_only_is_still_reduced(tmp_path):
+    """The optimised step back-propagates the x and y chains one after the other and all-reduces a generator's
+    gradients once, after the second chain, when that chain calls it again. With gan_forward (no backward cycle)
+    the y chain never calls G: G's gradients must be reduced after the x chain, or the ranks would drift apart."""
+    dataroot = tiny_dataset(tmp_path / "data")
+    ddp_run, single_run = tmp_path / "ddp", tmp_path / "single"
+    _torchrun(*_options(dataroot, ddp_run), "--objective", "gan_forward", "--n-epochs-decay", "0")
+    train(tiny_config(single_run, dataroot, batch_size=2, pool_size=0, n_epochs_decay=0, objective="gan_forward"),
+          show_progress=False)
+    ddp_state = load_checkpoint(ddp_run / "checkpoints" / "latest.safetensors")[1]
+    single_state = load_checkpoint(single_run / "checkpoints" / "latest.safetensors")[1]
+    assert ddp_state["progress"]["step"] == single_state["progress"]["step"] == 2
+    _assert_same_effective_weights(ddp_state, single_state, single_run)

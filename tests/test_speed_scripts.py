@@ -1,8 +1,9 @@
 """The optimised training step computes the paper's step exactly, and the speed benchmarks run (on tiny settings).
 
 The fused step (`fuse_batches=True`: one generator call on G(x) and G(y) concatenated, one discriminator call on
-real and fake) must give the plain reference step's losses, gradients and updated weights: instance norm normalises
-each image on its own, so batching changes nothing but the float summation order.
+real and fake, and one backward pass per chain, x's and then y's, instead of one for their sum) must give the plain
+reference step's losses, gradients and updated weights: instance norm normalises each image on its own, and
+gradients add up, so the two change nothing but the float summation order.
 """
 
 import copy

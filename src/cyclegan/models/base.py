@@ -20,7 +20,7 @@ Checkpoints, sampling and translation always see the bare networks (`plain_netwo
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, ClassVar
 
 import torch
@@ -127,6 +127,17 @@ class TranslationModel(nn.Module):
             # DDP broadcasts rank 0's weights (and, at each forward, batch-norm buffers) to the other ranks.
             setattr(self, name, DistributedDataParallel(net, device_ids=device_ids))
         self.pools = {name: pool.for_rank(rank) for name, pool in self.pools.items()}
+
+    @contextmanager
+    def accumulating(self, nets: Iterable[nn.Module]) -> Iterator[None]:
+        """Backward passes inside only add to the `.grad` of `nets`; their next backward outside all-reduces the
+        sum, once (DistributedDataParallel.no_sync; a no-op in a single process). Pass only networks that are
+        called again outside before the optimiser step: one that is not would keep an unreduced gradient."""
+        with ExitStack() as stack:
+            for net in nets:
+                if isinstance(net, DistributedDataParallel):
+                    stack.enter_context(net.no_sync())
+            yield
 
     @contextmanager
     def evaluating(self) -> Iterator[None]:

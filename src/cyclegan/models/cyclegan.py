@@ -77,39 +77,40 @@ class CycleGAN(TranslationModel):
         return {"gen_ab": self.gen_ab, "gen_ba": self.gen_ba, "disc_a": self.disc_a, "disc_b": self.disc_b}
 
     def training_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, float]:
-        """One iteration: update G and F together, then D_X and D_Y together. Returns every loss term by name."""
-        config = self.config
-        lambda_idt = config.lambda_identity
+        """One iteration: update G and F together, then D_X and D_Y together. Returns every loss term by name.
+
+        The generators' objective is a sum over two chains that share parameters but no activations: x -> G(x) ->
+        {D_Y, F(G(x))} with the identity term G(y), and y -> F(y) -> {D_X, G(F(y))} with F(x). The optimised step
+        (`fuse_batches`) back-propagates each chain as soon as it is built: the gradients add up in `.grad` to
+        those of the sum, and only one chain's activations are alive at a time (half the memory). The plain
+        reference step builds both and back-propagates their sum once."""
         terms: dict[str, torch.Tensor] = {}
-
-        if lambda_idt > 0:  # Sec. 5.2: G(y) ~ y and F(x) ~ x, computed beside G(x) and F(y)
-            fake_b, idt_b = self._forward_each(self.gen_ab, real_a, real_b)
-            fake_a, idt_a = self._forward_each(self.gen_ba, real_b, real_a)
-        else:
-            fake_b, fake_a = self.gen_ab(real_a), self.gen_ba(real_b)  # G(x), F(y)
-
-        # Generators. The discriminators are frozen so that G's backward pass does not fill their gradients.
         discriminators = (self.disc_a, self.disc_b)
+        # The discriminators are frozen so that the generators' backward pass does not fill their gradients.
         set_requires_grad(discriminators, False)
         self.optimizers["gen"].zero_grad(set_to_none=True)
-        if config.uses_gan:  # Eq. 1 for G and for F
-            terms["gan_ab"] = losses.generator_adversarial_loss(self.disc_b(fake_b), config.gan_mode)
-            terms["gan_ba"] = losses.generator_adversarial_loss(self.disc_a(fake_a), config.gan_mode)
-        if config.uses_forward_cycle:  # Eq. 2, forward: F(G(x)) ~ x
-            terms["cycle_a"] = losses.cycle_loss(self.gen_ba(fake_b), real_a, config.lambda_a)
-        if config.uses_backward_cycle:  # Eq. 2, backward: G(F(y)) ~ y
-            terms["cycle_b"] = losses.cycle_loss(self.gen_ab(fake_a), real_b, config.lambda_b)
-        if config.uses_self_regularization:  # SimGAN baseline (Sec. 5.1.3): G(x) ~ x and F(y) ~ y
-            terms["self_reg_a"] = losses.self_regularization_loss(fake_b, real_a, config.lambda_self_reg)
-            terms["self_reg_b"] = losses.self_regularization_loss(fake_a, real_b, config.lambda_self_reg)
-        if lambda_idt > 0:
-            terms["idt_b"] = losses.identity_loss(idt_b, real_b, config.lambda_b * lambda_idt)
-            terms["idt_a"] = losses.identity_loss(idt_a, real_a, config.lambda_a * lambda_idt)
-        sum(terms.values()).backward()
+        chains = (("a", real_a, real_b, self.gen_ab, self.gen_ba, self.disc_b),
+                  ("b", real_b, real_a, self.gen_ba, self.gen_ab, self.disc_a))
+        fakes = {}
+        if self.fuse_batches:
+            # Distributed, the generators that the second chain calls again reduce both chains' gradients at once.
+            called_again = [self.gen_ba, self.gen_ab] if self.config.uses_backward_cycle else [self.gen_ba]
+            with self.accumulating(called_again):
+                terms, fakes["a"] = self._generator_chain(*chains[0])
+                sum(terms.values()).backward()
+            chain_terms, fakes["b"] = self._generator_chain(*chains[1])
+            sum(chain_terms.values()).backward()
+            terms.update(chain_terms)
+        else:
+            for chain in chains:
+                chain_terms, fakes[chain[0]] = self._generator_chain(*chain)
+                terms.update(chain_terms)
+            sum(terms.values()).backward()
         self.optimizers["gen"].step()
 
         # Discriminators, on a history of generated images (Sec. 4).
-        if config.uses_gan:
+        if self.config.uses_gan:
+            fake_b, fake_a = fakes["a"], fakes["b"]
             set_requires_grad(discriminators, True)
             self.optimizers["disc"].zero_grad(set_to_none=True)
             disc_terms = self._discriminator_terms(self.disc_b, real_b, self.pools["b"].query(fake_b), "_b")
@@ -118,6 +119,32 @@ class CycleGAN(TranslationModel):
             self.optimizers["disc"].step()
             terms.update(disc_terms)
         return loss_values(terms)
+
+    def _generator_chain(self, domain: str, real: torch.Tensor, other: torch.Tensor, forward: nn.Module,
+                         backward: nn.Module, disc: nn.Module) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The generator terms that start from `real` of `domain` (a: x, G, F, D_Y; b: y, F, G, D_X), and the
+        generated image (detached), for the image pool: the adversarial term of `forward` (Eq. 1), the cycle
+        back to `real` (Eq. 2), the identity term `forward(other) ~ other` (Sec. 5.2) and SimGAN's
+        self-regularisation (Sec. 5.1.3), as the objective asks."""
+        config = self.config
+        target = "b" if domain == "a" else "a"
+        arrow = "ab" if domain == "a" else "ba"
+        lambda_real = config.lambda_a if domain == "a" else config.lambda_b
+        lambda_other = config.lambda_b if domain == "a" else config.lambda_a
+        terms: dict[str, torch.Tensor] = {}
+        if config.lambda_identity > 0:  # forward(other) beside forward(real): one call where that is exact
+            fake, identity = self._forward_each(forward, real, other)
+        else:
+            fake, identity = forward(real), None
+        if config.uses_gan:
+            terms[f"gan_{arrow}"] = losses.generator_adversarial_loss(disc(fake), config.gan_mode)
+        if config.uses_forward_cycle if domain == "a" else config.uses_backward_cycle:
+            terms[f"cycle_{domain}"] = losses.cycle_loss(backward(fake), real, lambda_real)
+        if config.uses_self_regularization:
+            terms[f"self_reg_{domain}"] = losses.self_regularization_loss(fake, real, config.lambda_self_reg)
+        if identity is not None:
+            terms[f"idt_{target}"] = losses.identity_loss(identity, other, lambda_other * config.lambda_identity)
+        return terms, fake.detach()
 
     def sample(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
         """Translations, reconstructions and identities of fixed images, in eval mode, for the sample grids."""
