@@ -3,7 +3,7 @@ import torch
 
 from cyclegan.nets.discriminators import PatchDiscriminator, PixelDiscriminator, build_discriminator
 from cyclegan.nets.generators import ResnetGenerator, UnetGenerator, build_generator
-from cyclegan.nets.layers import count_parameters, init_weights
+from cyclegan.nets.layers import InstanceNorm2d, count_parameters, init_weights, set_lean
 
 
 def test_parameter_counts_equal_the_official_models():
@@ -73,3 +73,48 @@ def test_init_weights(init_type):
 def test_init_rejects_unknown_type():
     with pytest.raises(ValueError, match="unknown init_type"):
         init_weights(PixelDiscriminator(), "bogus")
+
+
+def _outputs_and_gradients(net, inputs, grad):
+    inputs = inputs.detach().requires_grad_()
+    net.zero_grad(set_to_none=True)
+    output = net(inputs)
+    output.backward(grad)
+    return [output.detach(), inputs.grad] + [parameter.grad for parameter in net.parameters()]
+
+
+@pytest.mark.parametrize("arch", ["resnet_6blocks", "unet_128"])
+def test_lean_layers_compute_the_plain_modules_function_and_gradients(arch):
+    """The memory-lean residual block and instance norm (float64, so rounding cannot hide a wrong term), through
+    the whole generator, against the same network on nn's module path; and the discriminator's norms."""
+    torch.manual_seed(0)
+    norm = "instance"
+    net = build_generator(arch, 3, 3, 4, norm, False).double()
+    for parameter in net.parameters():  # non-zero biases, so that a bias the lean path dropped would show
+        torch.nn.init.normal_(parameter, std=0.3)
+    size = 32 if arch == "resnet_6blocks" else 128
+    inputs, grad = torch.randn(2, 3, size, size, dtype=torch.float64), torch.randn(2, 3, size, size,
+                                                                                  dtype=torch.float64)
+    lean = _outputs_and_gradients(set_lean(net, True), inputs, grad)
+    plain = _outputs_and_gradients(set_lean(net, False), inputs, grad)
+    for lean_tensor, plain_tensor in zip(lean, plain, strict=True):
+        torch.testing.assert_close(lean_tensor, plain_tensor, rtol=1e-9, atol=1e-11)
+    disc = build_discriminator("basic", 3, 4, 3, norm).double()
+    scores = disc(inputs).shape
+    lean = _outputs_and_gradients(set_lean(disc, True), inputs, torch.ones(scores, dtype=torch.float64))
+    plain = _outputs_and_gradients(set_lean(disc, False), inputs, torch.ones(scores, dtype=torch.float64))
+    for lean_tensor, plain_tensor in zip(lean, plain, strict=True):
+        torch.testing.assert_close(lean_tensor, plain_tensor, rtol=1e-9, atol=1e-11)
+
+
+def test_lean_residual_block_passes_gradcheck_and_is_used_only_where_exact():
+    torch.manual_seed(0)
+    block = build_generator("resnet_6blocks", 3, 3, 2, "instance", False).model[10].double()
+    inputs = torch.randn(1, 8, 5, 6, dtype=torch.float64, requires_grad=True)
+    assert block.lean and type(block(inputs).grad_fn).__name__ == "LeanResidualBlockBackward"
+    assert torch.autograd.gradcheck(block, (inputs,))
+    norm = InstanceNorm2d(8).double()
+    assert torch.autograd.gradcheck(lambda maps: torch.relu_(norm(maps)), (inputs,))  # in place after the norm
+    for dropout, norm_kind in ((True, "instance"), (False, "batch")):  # not the same function: the module path
+        other = build_generator("resnet_6blocks", 3, 3, 2, norm_kind, dropout).model[10]
+        assert not other.lean and type(other(inputs.float()).grad_fn).__name__ == "AddBackward0"

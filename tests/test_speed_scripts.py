@@ -1,9 +1,10 @@
 """The optimised training step computes the paper's step exactly, and the speed benchmarks run (on tiny settings).
 
 The fused step (`fuse_batches=True`: one generator call on G(x) and G(y) concatenated, one discriminator call on
-real and fake, and one backward pass per chain, x's and then y's, instead of one for their sum) must give the plain
-reference step's losses, gradients and updated weights: instance norm normalises each image on its own, and
-gradients add up, so the two change nothing but the float summation order.
+real and fake, one backward pass per chain, x's and then y's, instead of one for their sum, and the memory-lean
+residual blocks and instance norms of nets/) must give the plain reference step's losses, gradients and updated
+weights: instance norm normalises each image on its own, gradients add up, and the lean layers compute the same
+function, so all of it changes nothing but the float summation order.
 """
 
 import copy
@@ -26,6 +27,10 @@ def _twin_models(pool_size: int, dtype: torch.dtype, width: int) -> tuple[CycleG
                                         "lambda_identity": 0.5, "gan_mode": "lsgan"})
     fused = CycleGAN(config.model, config.train, fuse_batches=True).to(dtype)
     reference = CycleGAN(config.model, config.train, fuse_batches=False).to(dtype)
+    lean_switches = [[module.lean for module in model.modules() if hasattr(module, "lean")]
+                     for model in (fused, reference)]
+    assert all(lean_switches[0]) and not any(lean_switches[1]) and len(lean_switches[0]) > 6 + 2 * 3  # the
+    # reference runs the plain module path everywhere; the fused step the lean residual blocks and norms
     reference.load_network_state(copy.deepcopy(fused.network_state()))
     return fused, reference
 
@@ -122,7 +127,8 @@ def test_train_step_cases_and_levers(monkeypatch):
     assert script.reference_figures(specs[0], script.OFFICIAL) == {"seconds": 18.9, "peak_gib": 4.05}
     levers = script.build_specs(script.parse_args(["--size", "128", "--levers", "--compile"]))
     names = [script.variant_name(spec) for spec in levers]
-    assert names[:2] == ["reference", "fused"] and "fused+compile" in names and len(set(names)) == len(names)
+    assert names[:3] == ["reference", "fused+default_malloc", "fused"] and "fused+compile" in names
+    assert len(set(names)) == len(names)
 
 
 @pytest.mark.slow  # a fresh interpreter per API case and per CLI run
