@@ -32,10 +32,12 @@ OFFICIAL = {(256, "resnet_9blocks"): {"seconds": 18.9, "peak_gib": 4.05},
             (128, "resnet_6blocks"): {"seconds": 4.1, "peak_gib": None}}
 TARGETS = {(256, "resnet_9blocks"): {"seconds": 15.5, "peak_gib": 0.6 * 4.05},
            (128, "resnet_6blocks"): {"seconds": 3.2, "peak_gib": None}}
-DEFAULT_STEP = {"reference": False, "channels_last": False, "optimizer": "default", "compile": False}
+DEFAULT_STEP = {"reference": False, "channels_last": False, "optimizer": "default", "compile": False,
+                "keep_freed_memory": True}
 # --levers: the step with one lever at a time, from the plain reference step to all of them.
 LEVERS = (
     {"reference": True},
+    {"keep_freed_memory": False},
     {},
     {"channels_last": True},
     {"optimizer": "foreach"},
@@ -52,6 +54,8 @@ def variant_name(spec: dict[str, Any]) -> str:
         parts.append(f"adam_{spec['optimizer']}")
     if spec["compile"]:
         parts.append("compile")
+    if not spec["keep_freed_memory"]:
+        parts.append("default_malloc")
     if spec["threads"]:
         parts.append(f"{spec['threads']}_threads")
     return "+".join(parts)
@@ -63,9 +67,12 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 
     from cyclegan.config import Config, apply_overrides
     from cyclegan.models.cyclegan import CycleGAN
+    from cyclegan.runtime import keep_freed_memory
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
+    if spec["keep_freed_memory"]:
+        keep_freed_memory()  # as `cyclegan train` does on the CPU
     rss_after_import = common.current_rss_bytes()
     torch.manual_seed(spec["seed"])
     config = apply_overrides(Config(), {
@@ -109,7 +116,7 @@ def build_specs(args: argparse.Namespace) -> list[dict[str, Any]]:
         arch = args.arch or ("resnet_9blocks" if size >= 256 else "resnet_6blocks")  # the paper's pairing
         cases = [(size, arch)]
     chosen = {"reference": args.reference, "channels_last": args.channels_last, "optimizer": args.optimizer,
-              "compile": args.compile}
+              "compile": args.compile, "keep_freed_memory": not args.default_malloc}
     levers = list(LEVERS) + ([{"compile": True}] if args.compile else [])
     variants = [{**DEFAULT_STEP, **lever} for lever in levers] if args.levers else [chosen]
     return [{"size": size, "arch": arch, "ngf": args.ngf, "ndf": args.ndf, "pool_size": args.pool_size,
@@ -167,6 +174,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="Adam implementation (the same update rule).")
     parser.add_argument("--compile", action="store_true", help="torch.compile the four networks (with --levers: "
                                                                "add a compiled variant).")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="Leave glibc's malloc as it is (cyclegan.runtime.keep_freed_memory is not called).")
     parser.add_argument("--threads", type=int, default=None, help="torch / OpenMP threads (default: torch's).")
     parser.add_argument("--levers", action="store_true", help="Measure each speed lever as its own case.")
     parser.add_argument("--ngf", type=int, default=64, help="Generator width (paper: 64; smaller for smoke runs).")

@@ -25,7 +25,7 @@ from .io.images import image_to_tensor, load_image, save_image, tensor_to_image
 from .io.official import load_official_generator, official_checkpoint_files
 from .models import build_generators
 from .progress import progress_bar
-from .runtime import select_device
+from .runtime import keep_freed_memory, select_device
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,8 @@ class Translator:
                  device: torch.device | str = "cpu") -> None:
         self.config = config
         self.device = torch.device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.generators = {direction: net.to(self.device).eval()
                            for direction, net in (("AtoB", gen_ab), ("BtoA", gen_ba)) if net is not None}
 

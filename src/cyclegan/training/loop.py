@@ -41,7 +41,7 @@ from ..models import TranslationModel, build_model, model_class
 from ..progress import format_duration, progress_bar
 from ..report.grids import sample_grid, save_png
 from ..report.html import write_run_report
-from ..runtime import capture_rng_state, restore_rng_state, seed_everything
+from ..runtime import capture_rng_state, keep_freed_memory, restore_rng_state, seed_everything
 from .distributed import DistributedContext, distributed_context, rank_items, rank_seed
 from .schedule import learning_rate
 
@@ -201,6 +201,8 @@ def _train(context: DistributedContext, config: Config, run: RunFolder, checkpoi
     context.barrier()  # every rank has looked at the run folder before rank 0 writes into it
 
     device = context.device
+    if device.type == "cpu":
+        keep_freed_memory()  # fewer page faults: about 10% of a CPU step
     if context.is_main:
         run.create()
         config = resolve_data_root(config, run)  # may write the built-in data set
