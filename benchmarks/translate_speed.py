@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -59,6 +60,7 @@ def measure_api(spec: dict[str, Any]) -> dict[str, Any]:
     rss_after_import = common.current_rss_bytes()
     torch.manual_seed(0)
     translator = Translator.from_config(model_config(spec["arch"], spec["ngf"]), device="cpu")
+    translator.set_fast_convolutions(spec["convolutions"] == "fast")
     images = make_images(spec["images"], spec["size"])
     seconds = common.time_calls(lambda: translator(images, batch_size=spec["batch_size"]), spec["repeats"],
                                 spec["warmup"])
@@ -90,12 +92,17 @@ def write_cli_inputs(root: Path, arch: str, ngf: int, sizes: list[int], count: i
 
 def measure_cli(model: Path, folder: Path, out_root: Path, spec: dict[str, Any]) -> dict[str, Any]:
     """Whole-process runs of the CLI: one untimed (warms the OS file cache), then `repeats` timed ones."""
-    command = [sys.executable, "-m", "cyclegan", "translate", str(model), str(folder), "--quiet",
-               "--device", "cpu", "--batch-size", str(spec["batch_size"])]
+    command = [spec["cli_python"], "-m", "cyclegan", "translate", str(model), str(folder), "--quiet", "--device",
+               "cpu"]
+    if spec["batch_size"]:
+        command += ["--batch-size", str(spec["batch_size"])]
+    if spec["convolutions"] == "exact":
+        command.append("--exact-convolutions")
     env = common.child_environment(spec["threads"])
     runs = []
     for index in range(spec["warmup"] + spec["repeats"]):
-        result = common.run_process(command + ["--out", str(out_root / f"run_{spec['size']}_{index}")], env=env,
+        out = out_root / f"run_{spec['size']}_{spec['convolutions']}_{index}"
+        result = common.run_process(command + ["--out", str(out)], env=env,
                                     capture_stderr=True)
         if result.returncode != 0:
             raise RuntimeError(f"the CLI failed (exit code {result.returncode}): {' '.join(command)}\n"
@@ -103,7 +110,9 @@ def measure_cli(model: Path, folder: Path, out_root: Path, spec: dict[str, Any])
         runs.append(result)
     timed = runs[spec["warmup"]:]
     seconds = common.summarize([run.wall_seconds for run in timed])
-    return {"spec": spec, "command": command, "process_seconds": seconds,
+    torch_version = subprocess.run([spec["cli_python"], "-c", "import torch; print(torch.__version__)"],
+                                   capture_output=True, text=True, check=True).stdout.strip()
+    return {"spec": spec, "command": command, "cli_torch_version": torch_version, "process_seconds": seconds,
             "images_per_second": spec["images"] / seconds["median"],
             "peak_rss_bytes": max(run.max_rss_bytes for run in timed)}
 
@@ -124,7 +133,7 @@ def add_targets(case: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_table(payload: dict[str, Any]) -> None:
-    headers = ["path", "size", "images", "batch", "median s", "IQR s", "images/s", "peak GiB", "target",
+    headers = ["path", "size", "convolutions", "images", "batch", "median s", "IQR s", "images/s", "peak GiB", "target",
                "meets target"]
     rows = []
     for case in payload["cases"]:
@@ -133,8 +142,10 @@ def print_table(payload: dict[str, Any]) -> None:
         target = (f">= {case['target']['images_per_second']} img/s" if case["target"].get("images_per_second")
                   else f"<= {case['target']['process_seconds']} s" if case["target"].get("process_seconds")
                   else None)
-        path = "Python API (steady state)" if spec["kind"] == "api" else "CLI (whole process)"
-        rows.append([path, spec["size"], spec["images"], spec["batch_size"], timing["median"], timing["iqr"],
+        path = ("Python API (steady state)" if spec["kind"] == "api"
+                else f"CLI (whole process, torch {case['cli_torch_version']})")
+        rows.append([path, spec["size"], spec["convolutions"], spec["images"], spec["batch_size"] or "default",
+                     timing["median"], timing["iqr"],
                      case["images_per_second"], case["peak_rss_gib"], target, case["meets_target"]])
     print(common.describe_machine(payload["machine"]))
     spec = payload["cases"][0]["spec"]
@@ -147,7 +158,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="Image sides in pixels.")
     parser.add_argument("--images", type=int, default=10, help="Images per API call and per CLI folder.")
-    parser.add_argument("--batch-size", type=int, default=4, help="Images translated together (the API/CLI default).")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="Images translated together (default: the API's and CLI's own, 1 on the CPU).")
+    parser.add_argument("--convolutions", choices=("fast", "exact", "both"), default="both",
+                        help="fast: NNPACK (the translation default on the CPU); exact: --exact-convolutions, "
+                             "oneDNN's direct ones; both: each case twice.")
+    parser.add_argument("--cli-python", default=sys.executable,
+                        help="Interpreter the CLI runs under, e.g. a venv with the CPU-only torch wheel.")
     parser.add_argument("--repeats", type=int, default=5, help="Timed API calls / CLI runs per case.")
     parser.add_argument("--warmup", type=int, default=1, help="Untimed API calls / CLI runs first.")
     parser.add_argument("--arch", default="resnet_9blocks", choices=("resnet_9blocks", "resnet_6blocks"),
@@ -167,19 +184,23 @@ def main(argv: list[str] | None = None) -> int:
         common.report_child_result(measure_api(json.loads(args.child)))
         return 0
     base = {"arch": args.arch, "ngf": args.ngf, "images": args.images, "batch_size": args.batch_size,
-            "repeats": args.repeats, "warmup": args.warmup, "threads": args.threads}
+            "repeats": args.repeats, "warmup": args.warmup, "threads": args.threads, "cli_python": args.cli_python}
+    convolutions = ("fast", "exact") if args.convolutions == "both" else (args.convolutions,)
     cases = []
     if not args.skip_api:
         for size in args.sizes:
-            print(f"measuring the Python API at {size}px ...", file=sys.stderr, flush=True)
-            cases.append(add_targets(common.run_child(SCRIPT, {**base, "kind": "api", "size": size})))
+            for kind in convolutions:
+                print(f"measuring the Python API at {size}px, {kind} convolutions ...", file=sys.stderr, flush=True)
+                cases.append(add_targets(common.run_child(SCRIPT, {**base, "kind": "api", "size": size,
+                                                                   "convolutions": kind})))
     if not args.skip_cli:
         with tempfile.TemporaryDirectory(prefix="cyclegan-translate-bench-") as root:
             model, folders = write_cli_inputs(Path(root), args.arch, args.ngf, args.sizes, args.images)
             for size in args.sizes:
-                print(f"measuring the CLI at {size}px ...", file=sys.stderr, flush=True)
-                cases.append(add_targets(measure_cli(model, folders[size], Path(root),
-                                                     {**base, "kind": "cli", "size": size})))
+                for kind in convolutions:
+                    print(f"measuring the CLI at {size}px, {kind} convolutions ...", file=sys.stderr, flush=True)
+                    cases.append(add_targets(measure_cli(model, folders[size], Path(root),
+                                                         {**base, "kind": "cli", "size": size, "convolutions": kind})))
     machine = next((case["machine"] for case in cases if "machine" in case), None) or _machine(args.threads)
     payload = {"benchmark": "translate", "machine": machine, "cases": cases}
     print_table(payload)

@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -36,6 +37,11 @@ def test_train_then_translate_files_folders_and_globs(tmp_path, capsys):
     assert Image.open(out / "odd.png").size == (45, 27)
     page = (out / "index.html").read_text()
     assert "odd.png" in page and "single.png" in page
+    exact = tmp_path / "exact"  # oneDNN's direct convolutions instead of NNPACK's: the same 8-bit images, or 1 off
+    assert main(["translate", str(run), str(inputs / "odd.jpg"), "--out", str(exact), "--direction", "BtoA",
+                 "--quiet", "--device", "cpu", "--exact-convolutions", "--batch-size", "2"]) == 0
+    difference = np.abs(np.asarray(Image.open(exact / "odd.png"), dtype=int) - np.asarray(Image.open(out / "odd.png")))
+    assert difference.max() <= 1
 
 
 def test_python_m_entry_point_and_help():

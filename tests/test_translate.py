@@ -34,7 +34,8 @@ def test_any_size_comes_back_the_same_size(translator, height, width):
 
 def test_padding_does_not_change_what_a_multiple_of_4_gets(translator):
     image = torch.rand(1, 3, 32, 32) * 2 - 1
-    direct = translator.generators["AtoB"](image)
+    with torch.no_grad():
+        direct = translator.generators["AtoB"](image)
     assert torch.allclose(translator(image), direct, atol=1e-6)
 
 
@@ -78,3 +79,24 @@ def test_load_rebuilds_the_trained_model_with_no_flags(tmp_path):
     assert loaded(image).size == image.size
     by_file = cyclegan.load(tmp_path / "run" / "checkpoints" / "epoch_0001.safetensors", device="cpu")
     assert torch.equal(by_file(torch.zeros(1, 3, 16, 16)), loaded(torch.zeros(1, 3, 16, 16)))
+
+
+def test_cpu_translation_uses_nnpack_by_default_and_exact_convolutions_on_request(translator):
+    """NNPACK's Winograd/FFT convolutions (default on the CPU) give the direct ones' outputs within 1e-4: no 8-bit
+    pixel moves by more than one step. One image per call is the CPU default."""
+    if translator.device.type != "cpu":
+        pytest.skip("NNPACK is a CPU path")
+    assert translator.default_batch_size == 1
+    net = translator.generators["AtoB"]
+    images = torch.rand(2, 3, 40, 36) * 2 - 1
+    fast = translator.translate_tensor(images)
+    assert all(module.fast for module in net.modules() if hasattr(module, "fast"))
+    exact = translator.set_fast_convolutions(False).translate_tensor(images)
+    assert not any(module.fast for module in net.modules() if hasattr(module, "fast"))
+    translator.set_fast_convolutions(True)
+    torch.testing.assert_close(fast, exact, rtol=0, atol=1e-4)
+    fast_calls = []
+    handle = net.model[-2].register_forward_hook(lambda module, args, out: fast_calls.append(module.fast))
+    translator.translate_tensor(images)
+    handle.remove()
+    assert fast_calls == [True]

@@ -24,6 +24,7 @@ from .io.checkpoints import CheckpointError, find_checkpoint, load_checkpoint
 from .io.images import image_to_tensor, load_image, save_image, tensor_to_image
 from .io.official import load_official_generator, official_checkpoint_files
 from .models import build_generators
+from .nets.layers import set_fast_convolutions
 from .progress import progress_bar
 from .runtime import keep_freed_memory, select_device
 
@@ -55,6 +56,17 @@ class Translator:
             keep_freed_memory()
         self.generators = {direction: net.to(self.device).eval()
                            for direction, net in (("AtoB", gen_ab), ("BtoA", gen_ba)) if net is not None}
+        self.set_fast_convolutions(True)
+        # On the CPU one image at a time is fastest (batch 4: ~15% slower per image at 256x256; a GPU wants
+        # batches: benchmarks/translate_speed.py).
+        self.default_batch_size = 1 if self.device.type == "cpu" else 4
+
+    def set_fast_convolutions(self, enabled: bool) -> Translator:
+        """NNPACK convolutions on the CPU (`nets.layers.conv2d`; on by default): the outputs equal oneDNN's up to
+        float rounding, far below an 8-bit image's step. Off: oneDNN's direct convolutions only."""
+        for net in self.generators.values():
+            set_fast_convolutions(net, enabled)
+        return self
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> Translator:
@@ -127,8 +139,10 @@ class Translator:
         return output[0] if single else output
 
     def __call__(self, images: Image.Image | Sequence[Image.Image] | torch.Tensor, direction: str = "AtoB",
-                 resize: int | None = None, batch_size: int = 4) -> Image.Image | list[Image.Image] | torch.Tensor:
-        """Translate a PIL image, a list of them, or a tensor; returns the same kind."""
+                 resize: int | None = None, batch_size: int | None = None
+                 ) -> Image.Image | list[Image.Image] | torch.Tensor:
+        """Translate a PIL image, a list of them, or a tensor; returns the same kind. batch_size: images per
+        generator call (default: `default_batch_size`)."""
         if isinstance(images, torch.Tensor):
             return self.translate_tensor(images, direction)
         single = isinstance(images, Image.Image)
@@ -136,9 +150,10 @@ class Translator:
         return outputs[0] if single else outputs
 
     def translate_images(self, images: list[Image.Image], direction: str = "AtoB", resize: int | None = None,
-                         batch_size: int = 4) -> list[Image.Image]:
+                         batch_size: int | None = None) -> list[Image.Image]:
         """Translate PIL images, batching those of equal size; the outputs keep the inputs' order."""
         channels = self.source_channels(direction)
+        batch_size = batch_size or self.default_batch_size
         tensors = [image_to_tensor(_prepare(image, channels, resize)) for image in images]
         outputs: list[Image.Image | None] = [None] * len(tensors)
         for indices in _batches_by_size(tensors, batch_size):
@@ -148,11 +163,12 @@ class Translator:
         return outputs  # type: ignore[return-value]
 
     def translate_files(self, paths: Sequence[Path], out_dir: Path, direction: str = "AtoB",
-                        resize: int | None = None, batch_size: int = 4, show_progress: bool = True,
+                        resize: int | None = None, batch_size: int | None = None, show_progress: bool = True,
                         names: Sequence[str] | None = None) -> list[tuple[Path, Path]]:
         """Translate image files into `out_dir` as PNG (names keep their stems); returns (input, output) pairs."""
         out_dir = Path(out_dir)
         names = list(names) if names is not None else _unique_names(paths)
+        batch_size = batch_size or self.default_batch_size
         pairs = []
         bar = progress_bar(total=len(paths), description=f"translating {direction}", unit="img",
                            enabled=show_progress)

@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import losses
 from ..config import ModelConfig, TrainConfig
-from ..nets.layers import set_lean
+from ..nets.layers import set_fast_convolutions, set_lean
 from ..training.pool import ImagePool
 
 
@@ -63,7 +63,8 @@ class TranslationModel(nn.Module):
     paired: True if the model learns from aligned pairs (AlignedDataset), False for unpaired folders.
     fuse_batches: True (the default) for the optimised step: batched calls where exact (`_forward_each`), each
     model's own economies (CycleGAN: one backward pass per chain) and the networks' memory-lean layers
-    (`nets.layers.set_lean`). False for the plain reference step, which tests compare the optimised one with.
+    (`nets.layers.set_lean`) and, with train.fast_convolutions, NNPACK convolutions. False for the plain
+    reference step, which tests compare the optimised one with.
     """
 
     paired: ClassVar[bool] = False
@@ -84,13 +85,14 @@ class TranslationModel(nn.Module):
         """Every network by its checkpoint name (gen_ab, disc_b, ...)."""
         raise NotImplementedError
 
-    def _choose_layers(self) -> None:
-        """The reference step (`fuse_batches=False`) runs the networks' plain module path (`set_lean`); so do the
-        discriminators under WGAN-GP, whose penalty differentiates them twice (the lean backward passes are
-        differentiable once)."""
+    def _choose_layers(self, fast_convolutions: bool) -> None:
+        """The reference step (`fuse_batches=False`) runs the networks' plain module path (`set_lean`) with
+        oneDNN's convolutions; so do the discriminators under WGAN-GP, whose penalty differentiates them twice
+        (the lean backward passes are differentiable once)."""
         for name, net in self.networks().items():
             twice = self.config.gan_mode == "wgangp" and name.startswith("disc")
             set_lean(net, self.fuse_batches and not twice)
+            set_fast_convolutions(net, self.fuse_batches and fast_convolutions)
 
     def training_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, float]:
         """One optimisation step on a batch of each domain (pairs for a paired model); every loss term by name."""

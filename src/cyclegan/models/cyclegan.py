@@ -67,7 +67,7 @@ class CycleGAN(TranslationModel):
         # pool a remembers F's outputs (fake A) for disc_a; pool b remembers G's outputs for disc_b.
         self.pools = {"a": ImagePool(train.pool_size, seed=train.seed * 2 + 1),
                       "b": ImagePool(train.pool_size, seed=train.seed * 2 + 2)}
-        self._choose_layers()
+        self._choose_layers(train.fast_convolutions)
 
     @staticmethod
     def generators_for(config: ModelConfig) -> dict[str, nn.Module]:

@@ -47,7 +47,7 @@ class Pix2Pix(TranslationModel):
         self.optimizers = {"gen": adam(self.gen_ab.parameters(), train),
                            "disc": adam(self.disc_b.parameters(), train)}
         self.pools = {"b": ImagePool(train.pool_size, seed=train.seed * 2 + 2)}
-        self._choose_layers()
+        self._choose_layers(train.fast_convolutions)
 
     @staticmethod
     def generators_for(config: ModelConfig) -> dict[str, nn.Module]:

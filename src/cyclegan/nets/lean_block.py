@@ -21,6 +21,8 @@ import torch
 from torch.autograd.function import FunctionCtx, once_differentiable
 from torch.nn import functional
 
+from .layers import conv2d
+
 PAD = (1, 1, 1, 1)
 
 
@@ -50,15 +52,15 @@ def _conv_backward(grad: torch.Tensor, inputs: torch.Tensor, weight: torch.Tenso
 
 
 class LeanResidualBlock(torch.autograd.Function):
-    """x + IN(conv2(pad(relu(IN(conv1(pad(x))))))), keeping x, x_hat1 and x_hat2 for the backward pass."""
+    """x + IN(conv2(pad(relu(IN(conv1(pad(x))))))), keeping x, x_hat1 and x_hat2 for the backward pass; `fast`:
+    the forward convolutions through NNPACK (`layers.conv2d`)."""
 
     @staticmethod
     def forward(ctx: FunctionCtx, x: torch.Tensor, weight1: torch.Tensor, bias1: torch.Tensor,
-                weight2: torch.Tensor, bias2: torch.Tensor, eps: float) -> torch.Tensor:
-        x_hat1, invstd1 = _instance_norm(functional.conv2d(functional.pad(x, PAD, mode="reflect"), weight1, bias1),
-                                         eps)
+                weight2: torch.Tensor, bias2: torch.Tensor, eps: float, fast: bool) -> torch.Tensor:
+        x_hat1, invstd1 = _instance_norm(conv2d(functional.pad(x, PAD, mode="reflect"), weight1, bias1, fast), eps)
         hidden = functional.pad(torch.relu(x_hat1), PAD, mode="reflect")
-        x_hat2, invstd2 = _instance_norm(functional.conv2d(hidden, weight2, bias2), eps)
+        x_hat2, invstd2 = _instance_norm(conv2d(hidden, weight2, bias2, fast), eps)
         ctx.save_for_backward(x, weight1, weight2, x_hat1, invstd1, x_hat2, invstd2)
         ctx.eps = eps
         return x + x_hat2
@@ -81,4 +83,4 @@ class LeanResidualBlock(torch.autograd.Function):
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_x = grad + torch.ops.aten.reflection_pad2d_backward(grad_padded, x, PAD)
-        return grad_x, grad_weight1, grad_bias1, grad_weight2, grad_bias2, None
+        return grad_x, grad_weight1, grad_bias1, grad_weight2, grad_bias2, None, None

@@ -48,7 +48,8 @@ from .schedule import learning_rate
 logger = logging.getLogger(__name__)
 
 # Options that may change when a run is resumed; everything else must stay as the run was started.
-RESUMABLE_OVERRIDES = frozenset({"device", "num_workers", "n_epochs", "n_epochs_decay", "save_every", "run_dir"})
+RESUMABLE_OVERRIDES = frozenset({"device", "num_workers", "n_epochs", "n_epochs_decay", "save_every", "run_dir",
+                                 "fast_convolutions"})
 
 
 @dataclass
