@@ -33,12 +33,13 @@ OFFICIAL = {(256, "resnet_9blocks"): {"seconds": 18.9, "peak_gib": 4.05},
 TARGETS = {(256, "resnet_9blocks"): {"seconds": 15.5, "peak_gib": 0.6 * 4.05},
            (128, "resnet_6blocks"): {"seconds": 3.2, "peak_gib": None}}
 DEFAULT_STEP = {"reference": False, "channels_last": False, "optimizer": "default", "compile": False,
-                "keep_freed_memory": True}
+                "keep_freed_memory": True, "fast_convolutions": False}
 # --levers: the step with one lever at a time, from the plain reference step to all of them.
 LEVERS = (
     {"reference": True},
     {"keep_freed_memory": False},
     {},
+    {"fast_convolutions": True},
     {"channels_last": True},
     {"optimizer": "foreach"},
     {"optimizer": "fused"},
@@ -56,6 +57,8 @@ def variant_name(spec: dict[str, Any]) -> str:
         parts.append("compile")
     if not spec["keep_freed_memory"]:
         parts.append("default_malloc")
+    if spec["fast_convolutions"]:
+        parts.append("nnpack")
     if spec["threads"]:
         parts.append(f"{spec['threads']}_threads")
     return "+".join(parts)
@@ -77,7 +80,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(spec["seed"])
     config = apply_overrides(Config(), {
         "gen_arch": spec["arch"], "ngf": spec["ngf"], "ndf": spec["ndf"], "gan_mode": "lsgan",  # paper Sec. 4
-        "lambda_identity": 0.5, "batch_size": 1, "pool_size": spec["pool_size"], "seed": spec["seed"]})
+        "lambda_identity": 0.5, "batch_size": 1, "pool_size": spec["pool_size"], "seed": spec["seed"],
+        "fast_convolutions": spec["fast_convolutions"]})
     model = CycleGAN(config.model, config.train, fuse_batches=not spec["reference"])
     memory_format = torch.channels_last if spec["channels_last"] else torch.contiguous_format
     model.to(memory_format=memory_format)
@@ -116,7 +120,8 @@ def build_specs(args: argparse.Namespace) -> list[dict[str, Any]]:
         arch = args.arch or ("resnet_9blocks" if size >= 256 else "resnet_6blocks")  # the paper's pairing
         cases = [(size, arch)]
     chosen = {"reference": args.reference, "channels_last": args.channels_last, "optimizer": args.optimizer,
-              "compile": args.compile, "keep_freed_memory": not args.default_malloc}
+              "compile": args.compile, "keep_freed_memory": not args.default_malloc,
+              "fast_convolutions": args.fast_convolutions}
     levers = list(LEVERS) + ([{"compile": True}] if args.compile else [])
     variants = [{**DEFAULT_STEP, **lever} for lever in levers] if args.levers else [chosen]
     return [{"size": size, "arch": arch, "ngf": args.ngf, "ndf": args.ndf, "pool_size": args.pool_size,
@@ -176,6 +181,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                                "add a compiled variant).")
     parser.add_argument("--default-malloc", action="store_true",
                         help="Leave glibc's malloc as it is (cyclegan.runtime.keep_freed_memory is not called).")
+    parser.add_argument("--fast-convolutions", action="store_true",
+                        help="train.fast_convolutions: NNPACK for the generators' stride-1 convolutions.")
     parser.add_argument("--threads", type=int, default=None, help="torch / OpenMP threads (default: torch's).")
     parser.add_argument("--levers", action="store_true", help="Measure each speed lever as its own case.")
     parser.add_argument("--ngf", type=int, default=64, help="Generator width (paper: 64; smaller for smoke runs).")

@@ -153,7 +153,7 @@ def test_train_step_cases_and_levers(monkeypatch):
     assert script.reference_figures(specs[0], script.OFFICIAL) == {"seconds": 18.9, "peak_gib": 4.05}
     levers = script.build_specs(script.parse_args(["--size", "128", "--levers", "--compile"]))
     names = [script.variant_name(spec) for spec in levers]
-    assert names[:3] == ["reference", "fused+default_malloc", "fused"] and "fused+compile" in names
+    assert names[:4] == ["reference", "fused+default_malloc", "fused", "fused+nnpack"] and "fused+compile" in names
     assert len(set(names)) == len(names)
 
 

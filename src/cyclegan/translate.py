@@ -79,9 +79,12 @@ class Translator:
         checkpoint = find_checkpoint(path)
         target = select_device(device)
         config, state = load_checkpoint(checkpoint, device="cpu", prefix="nets")
-        generators = build_generators(config.model)
+        with torch.device("meta"):  # no time spent initialising weights that the file replaces at once
+            generators = build_generators(config.model)
         for name, generator in generators.items():
-            generator.load_state_dict(state["nets"][name])
+            generator.load_state_dict(state["nets"][name], assign=True)
+            if any(tensor.is_meta for tensor in [*generator.parameters(), *generator.buffers()]):
+                raise CheckpointError(f"{checkpoint}: {name} has tensors the file does not hold")
         logger.info("loaded %s (%s, %s, ngf=%d)", checkpoint, config.model.model, config.model.gen_arch,
                     config.model.ngf)
         return cls(generators["gen_ab"], generators.get("gen_ba"), config.model, target)
