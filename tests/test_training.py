@@ -11,6 +11,7 @@ import torch
 from cyclegan.config import ConfigError
 from cyclegan.io.checkpoints import load_checkpoint
 from cyclegan.models.cyclegan import CycleGAN
+from cyclegan.runtime import configure_cudnn
 from cyclegan.training.loop import train
 
 from .helpers import tiny_config, tiny_dataset
@@ -170,3 +171,42 @@ def test_grayscale_domain_trains_and_translates(tmp_path):
     translator = Translator.load(tmp_path / "run", device="cpu")
     assert translator(Image.new("L", (20, 12))).mode == "RGB"
     assert translator(Image.new("RGB", (20, 12)), direction="BtoA").mode == "L"
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_steps_track_float32_and_resume_exactly(tmp_path, dataroot, precision):
+    """Mixed precision (autocast; fp16 with a gradient scaler) runs on the CPU too: a step from the same weights
+    gives losses near float32's, the networks run their plain module path (autocast picks each layer's
+    precision), and a run stopped mid-way resumes to the same weights and scaler state as an uninterrupted one."""
+    real_a, real_b = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1
+    losses = {}
+    for kind in ("float32", precision):
+        torch.manual_seed(0)
+        config = tiny_config(tmp_path / "unused", dataroot, precision=kind)
+        model = CycleGAN(config.model, config.train)
+        losses[kind] = model.training_step(real_a, real_b)
+    assert not any(module.lean for module in model.modules() if hasattr(module, "lean"))
+    for name, value in losses["float32"].items():
+        assert losses[precision][name] == pytest.approx(value, rel=0.05), name
+    assert ("grad_scaler" in model.training_state()) == (precision == "fp16")
+
+    straight, pieces = tmp_path / "straight", tmp_path / "pieces"
+    train(tiny_config(straight, dataroot, precision=precision), show_progress=False)
+    train(tiny_config(pieces, dataroot, precision=precision), show_progress=False, max_steps=5)
+    train(tiny_config(pieces, dataroot, precision=precision), resume=True, show_progress=False)
+    _assert_same_tensors(_final_state(straight), _final_state(pieces))
+    assert _losses(straight) == _losses(pieces)
+    if precision == "fp16":
+        scaler = _final_state(pieces)["training"]["grad_scaler"]
+        assert scaler == _final_state(straight)["training"]["grad_scaler"] and scaler["scale"] < 2.0**16
+
+
+def test_cudnn_autotuner_is_set_on_cuda_only():
+    before = torch.backends.cudnn.benchmark
+    try:
+        assert configure_cudnn(torch.device("cuda"), True) is True
+        assert configure_cudnn(torch.device("cuda"), False) is False
+        torch.backends.cudnn.benchmark = True
+        assert configure_cudnn(torch.device("cpu"), False) is True  # the CPU leaves cuDNN alone
+    finally:
+        torch.backends.cudnn.benchmark = before

@@ -45,6 +45,7 @@ GAN_MODES = ("lsgan", "vanilla", "wgangp")
 # The paper's ablations (Sec. 5.1.4, Tables 4-5): which terms of the full objective (Eq. 3) are trained; and its
 # SimGAN baseline (Sec. 5.1.3; Shrivastava et al. 2017): adversarial loss plus lambda * |x - G(x)|_1, no cycle.
 OBJECTIVES = ("full", "gan_only", "cycle_only", "gan_forward", "gan_backward", "simgan")
+PRECISIONS = ("float32", "bf16", "fp16")
 PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 DIRECTIONS = ("AtoB", "BtoA")
 LR_POLICIES = ("linear", "step", "cosine")
@@ -189,6 +190,12 @@ class TrainConfig:
                                             "(forward) through NNPACK's Winograd/FFT kernels: about 2x faster for "
                                             "them, but their rounding puts gradients ~1e-3 (relative) off the exact "
                                             "ones where float32 direct convolution is ~1e-6 off. Off by default.")
+    precision: str = option("float32", "Arithmetic of the forward passes: float32, or automatic mixed precision "
+                                       "(torch.autocast) in bf16, or fp16 with a gradient scaler. Mixed "
+                                       "precision is for GPUs (tensor cores); on the CPU it runs but is not faster.",
+                            PRECISIONS)
+    cudnn_benchmark: bool = option(True, "On CUDA, let cuDNN time its convolution algorithms on the first steps and "
+                                         "keep the fastest (training images have one size). Off with deterministic.")
     save_every: int = option(5, "Keep a checkpoint every this many epochs (latest is always kept).")
     num_samples: int = option(4, "Fixed test images shown in the sample grids after each epoch.")
 

@@ -55,6 +55,13 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX) and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
+def configure_cudnn(device: torch.device, benchmark: bool) -> bool:
+    """On CUDA, set cuDNN's autotuner (`torch.backends.cudnn.benchmark`); elsewhere leave it. Returns its value."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = benchmark
+    return torch.backends.cudnn.benchmark
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     """Seed Python, NumPy and torch (all devices); optionally allow only deterministic algorithms."""
     random.seed(seed)

@@ -61,6 +61,7 @@ class TranslationModel(nn.Module):
     and defines `networks`, `generators_for`, `training_step` and `sample`.
 
     paired: True if the model learns from aligned pairs (AlignedDataset), False for unpaired folders.
+    precision: float32, or mixed precision (bf16, or fp16 with a gradient scaler), see `autocast`.
     fuse_batches: True (the default) for the optimised step: batched calls where exact (`_forward_each`), each
     model's own economies (CycleGAN: one backward pass per chain) and the networks' memory-lean layers
     (`nets.layers.set_lean`) and, with train.fast_convolutions, NNPACK convolutions. False for the plain
@@ -69,12 +70,15 @@ class TranslationModel(nn.Module):
 
     paired: ClassVar[bool] = False
 
-    def __init__(self, config: ModelConfig, fuse_batches: bool = True) -> None:
+    def __init__(self, config: ModelConfig, fuse_batches: bool = True, precision: str = "float32") -> None:
         super().__init__()
         self.config = config
         self.fuse_batches = fuse_batches
+        self.precision = precision
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.pools: dict[str, ImagePool] = {}
+        self._scaler: torch.amp.GradScaler | None = None  # fp16 only; made on the first step, on the model's device
+        self._scaler_state: dict[str, Any] | None = None
 
     @staticmethod
     def generators_for(config: ModelConfig) -> dict[str, nn.Module]:
@@ -88,11 +92,41 @@ class TranslationModel(nn.Module):
     def _choose_layers(self, fast_convolutions: bool) -> None:
         """The reference step (`fuse_batches=False`) runs the networks' plain module path (`set_lean`) with
         oneDNN's convolutions; so do the discriminators under WGAN-GP, whose penalty differentiates them twice
-        (the lean backward passes are differentiable once)."""
+        (the lean backward passes are differentiable once), and every network in mixed precision, where autocast
+        chooses each layer's precision."""
+        float32 = self.precision == "float32"
         for name, net in self.networks().items():
             twice = self.config.gan_mode == "wgangp" and name.startswith("disc")
-            set_lean(net, self.fuse_batches and not twice)
-            set_fast_convolutions(net, self.fuse_batches and fast_convolutions)
+            set_lean(net, self.fuse_batches and float32 and not twice)
+            set_fast_convolutions(net, self.fuse_batches and float32 and fast_convolutions)
+
+    def autocast(self) -> torch.autocast:
+        """Forward passes in the training precision: torch.autocast to bf16 or fp16, or plain float32."""
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        return torch.autocast(self.device.type, dtype=dtype, enabled=self.precision != "float32")
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """loss.backward(), scaled in fp16 so that small gradients do not underflow (the scaler unscales them)."""
+        self._grad_scaler().scale(loss).backward() if self.precision == "fp16" else loss.backward()
+
+    def optimizer_step(self, name: str) -> None:
+        """Step optimiser `name`; in fp16 through the scaler, which skips a step whose gradients overflowed."""
+        if self.precision == "fp16":
+            self._grad_scaler().step(self.optimizers[name])
+        else:
+            self.optimizers[name].step()
+
+    def end_step(self) -> None:
+        """After a step's last optimiser step: let the fp16 scaler adapt its scale."""
+        if self.precision == "fp16":
+            self._grad_scaler().update()
+
+    def _grad_scaler(self) -> torch.amp.GradScaler:
+        if self._scaler is None:
+            self._scaler = torch.amp.GradScaler(self.device.type)
+            if self._scaler_state is not None:
+                self._scaler.load_state_dict(self._scaler_state)
+        return self._scaler
 
     def training_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, float]:
         """One optimisation step on a batch of each domain (pairs for a paired model); every loss term by name."""
@@ -113,12 +147,17 @@ class TranslationModel(nn.Module):
 
     def training_state(self) -> dict[str, Any]:
         """Everything besides the weights that an exact resume needs: optimiser moments and image pools."""
-        return {"optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
-                "pools": {name: pool.state_dict() for name, pool in self.pools.items()}}
+        state = {"optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
+                 "pools": {name: pool.state_dict() for name, pool in self.pools.items()}}
+        if self.precision == "fp16":
+            state["grad_scaler"] = self._grad_scaler().state_dict()
+        return state
 
     def load_training_state(self, state: dict[str, Any]) -> None:
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
+        if self.precision == "fp16" and "grad_scaler" in state:
+            self._scaler, self._scaler_state = None, state["grad_scaler"]
         for name, pool in self.pools.items():
             pool.load_state_dict(state["pools"][name], self.device)
 
@@ -183,8 +222,9 @@ class TranslationModel(nn.Module):
         """disc{suffix}: the discriminator's loss on real and (detached) generated inputs, halved for lsgan and
         vanilla (both papers); gp{suffix}: the WGAN-GP penalty, with gan_mode=wgangp."""
         fake = fake.detach()
-        real_scores, fake_scores = self._forward_each(disc, real, fake)
-        terms = {f"disc{suffix}": losses.discriminator_loss(real_scores, fake_scores, self.config.gan_mode)}
+        with self.autocast():
+            real_scores, fake_scores = self._forward_each(disc, real, fake)
+            terms = {f"disc{suffix}": losses.discriminator_loss(real_scores, fake_scores, self.config.gan_mode)}
         if self.config.gan_mode == "wgangp":  # the penalty the official code defines but never applies
             terms[f"gp{suffix}"] = losses.gradient_penalty(disc, real, fake, self.config.lambda_gp)
         return terms

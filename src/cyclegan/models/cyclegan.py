@@ -57,7 +57,7 @@ class CycleGAN(TranslationModel):
     paired = False
 
     def __init__(self, config: ModelConfig, train: TrainConfig, fuse_batches: bool = True) -> None:
-        super().__init__(config, fuse_batches)
+        super().__init__(config, fuse_batches, train.precision)
         self.gen_ab, self.gen_ba = build_generators(config)
         self.disc_a, self.disc_b = build_discriminators(config)
         # One optimiser per player, as in the official code: G and F share one, D_X and D_Y the other.
@@ -98,16 +98,16 @@ class CycleGAN(TranslationModel):
             called_again = [self.gen_ba, self.gen_ab] if self.config.uses_backward_cycle else [self.gen_ba]
             with self.accumulating(called_again):
                 terms, fakes["a"] = self._generator_chain(*chains[0])
-                sum(terms.values()).backward()
+                self.backward(sum(terms.values()))
             chain_terms, fakes["b"] = self._generator_chain(*chains[1])
-            sum(chain_terms.values()).backward()
+            self.backward(sum(chain_terms.values()))
             terms.update(chain_terms)
         else:
             for chain in chains:
                 chain_terms, fakes[chain[0]] = self._generator_chain(*chain)
                 terms.update(chain_terms)
-            sum(terms.values()).backward()
-        self.optimizers["gen"].step()
+            self.backward(sum(terms.values()))
+        self.optimizer_step("gen")
 
         # Discriminators, on a history of generated images (Sec. 4).
         if self.config.uses_gan:
@@ -116,9 +116,10 @@ class CycleGAN(TranslationModel):
             self.optimizers["disc"].zero_grad(set_to_none=True)
             disc_terms = self._discriminator_terms(self.disc_b, real_b, self.pools["b"].query(fake_b), "_b")
             disc_terms.update(self._discriminator_terms(self.disc_a, real_a, self.pools["a"].query(fake_a), "_a"))
-            sum(disc_terms.values()).backward()
-            self.optimizers["disc"].step()
+            self.backward(sum(disc_terms.values()))
+            self.optimizer_step("disc")
             terms.update(disc_terms)
+        self.end_step()
         return loss_values(terms)
 
     def _generator_chain(self, domain: str, real: torch.Tensor, other: torch.Tensor, forward: nn.Module,
@@ -127,16 +128,22 @@ class CycleGAN(TranslationModel):
         generated image (detached), for the image pool: the adversarial term of `forward` (Eq. 1), the cycle
         back to `real` (Eq. 2), the identity term `forward(other) ~ other` (Sec. 5.2) and SimGAN's
         self-regularisation (Sec. 5.1.3), as the objective asks."""
+        with self.autocast():
+            if self.config.lambda_identity > 0:  # forward(other) beside forward(real): one call where that is exact
+                fake, identity = self._forward_each(forward, real, other)
+            else:
+                fake, identity = forward(real), None
+            terms = self._chain_terms(domain, real, other, fake, identity, backward, disc)
+        return terms, fake.detach().to(real.dtype)  # the pools keep the input precision under autocast
+
+    def _chain_terms(self, domain: str, real: torch.Tensor, other: torch.Tensor, fake: torch.Tensor,
+                     identity: torch.Tensor | None, backward: nn.Module, disc: nn.Module) -> dict[str, torch.Tensor]:
         config = self.config
         target = "b" if domain == "a" else "a"
         arrow = "ab" if domain == "a" else "ba"
         lambda_real = config.lambda_a if domain == "a" else config.lambda_b
         lambda_other = config.lambda_b if domain == "a" else config.lambda_a
         terms: dict[str, torch.Tensor] = {}
-        if config.lambda_identity > 0:  # forward(other) beside forward(real): one call where that is exact
-            fake, identity = self._forward_each(forward, real, other)
-        else:
-            fake, identity = forward(real), None
         if config.uses_gan:
             terms[f"gan_{arrow}"] = losses.generator_adversarial_loss(disc(fake), config.gan_mode)
         if config.uses_forward_cycle if domain == "a" else config.uses_backward_cycle:
@@ -145,7 +152,7 @@ class CycleGAN(TranslationModel):
             terms[f"self_reg_{domain}"] = losses.self_regularization_loss(fake, real, config.lambda_self_reg)
         if identity is not None:
             terms[f"idt_{target}"] = losses.identity_loss(identity, other, lambda_other * config.lambda_identity)
-        return terms, fake.detach()
+        return terms
 
     def sample(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
         """Translations, reconstructions and identities of fixed images, in eval mode, for the sample grids."""

@@ -41,7 +41,7 @@ class Pix2Pix(TranslationModel):
     paired = True
 
     def __init__(self, config: ModelConfig, train: TrainConfig, fuse_batches: bool = True) -> None:
-        super().__init__(config, fuse_batches)
+        super().__init__(config, fuse_batches, train.precision)
         self.gen_ab = self.generators_for(config)["gen_ab"]
         self.disc_b = build_conditional_discriminator(config)
         self.optimizers = {"gen": adam(self.gen_ab.parameters(), train),
@@ -61,22 +61,25 @@ class Pix2Pix(TranslationModel):
     def training_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, float]:
         """Update D on (a, b) against (a, G(a)), then G. Returns gan, l1, disc (and gp with wgangp)."""
         config = self.config
-        fake_b = self.gen_ab(real_a)  # G(x)
-        fake_pair = torch.cat((real_a, fake_b), 1)  # D is conditioned on the input (Eq. 1)
+        with self.autocast():
+            fake_b = self.gen_ab(real_a)  # G(x)
+            fake_pair = torch.cat((real_a, fake_b), 1)  # D is conditioned on the input (Eq. 1)
 
         set_requires_grad((self.disc_b,), True)
         self.optimizers["disc"].zero_grad(set_to_none=True)
         disc_terms = self._discriminator_terms(self.disc_b, torch.cat((real_a, real_b), 1),
-                                               self.pools["b"].query(fake_pair))
-        sum(disc_terms.values()).backward()
-        self.optimizers["disc"].step()
+                                               self.pools["b"].query(fake_pair.detach().to(real_a.dtype)))
+        self.backward(sum(disc_terms.values()))
+        self.optimizer_step("disc")
 
         set_requires_grad((self.disc_b,), False)  # G's backward pass leaves D's gradients alone
         self.optimizers["gen"].zero_grad(set_to_none=True)
-        terms = {"gan": losses.generator_adversarial_loss(self.disc_b(fake_pair), config.gan_mode),  # Eq. 1
-                 "l1": losses.paired_l1_loss(fake_b, real_b, config.lambda_l1)}  # Eq. 3
-        sum(terms.values()).backward()  # Eq. 4
-        self.optimizers["gen"].step()
+        with self.autocast():
+            terms = {"gan": losses.generator_adversarial_loss(self.disc_b(fake_pair), config.gan_mode),  # Eq. 1
+                     "l1": losses.paired_l1_loss(fake_b, real_b, config.lambda_l1)}  # Eq. 3
+        self.backward(sum(terms.values()))  # Eq. 4
+        self.optimizer_step("gen")
+        self.end_step()
         return loss_values({**terms, **disc_terms})
 
     def sample(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:

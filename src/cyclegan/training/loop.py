@@ -41,7 +41,7 @@ from ..models import TranslationModel, build_model, model_class
 from ..progress import format_duration, progress_bar
 from ..report.grids import sample_grid, save_png
 from ..report.html import write_run_report
-from ..runtime import capture_rng_state, keep_freed_memory, restore_rng_state, seed_everything
+from ..runtime import capture_rng_state, configure_cudnn, keep_freed_memory, restore_rng_state, seed_everything
 from .distributed import DistributedContext, distributed_context, rank_items, rank_seed
 from .schedule import learning_rate
 
@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 # Options that may change when a run is resumed; everything else must stay as the run was started.
 RESUMABLE_OVERRIDES = frozenset({"device", "num_workers", "n_epochs", "n_epochs_decay", "save_every", "run_dir",
-                                 "fast_convolutions"})
+                                 "fast_convolutions", "cudnn_benchmark"})
 
 
 @dataclass
@@ -211,6 +211,7 @@ def _train(context: DistributedContext, config: Config, run: RunFolder, checkpoi
     if not context.is_main:
         config = resolve_data_root(config, run)  # finds the data set rank 0 wrote
     seed_everything(config.train.seed, config.train.deterministic)
+    configure_cudnn(device, config.train.cudnn_benchmark and not config.train.deterministic)
     dataset = _training_dataset(config)
     model = build_model(config.model, config.train).to(device)
     if context.enabled:
