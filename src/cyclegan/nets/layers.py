@@ -126,8 +126,12 @@ def conv_bias(norm: str) -> bool:
 def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) -> nn.Module:
     """Initialise convolution and linear weights (paper appendix: Gaussian N(0, 0.02)); biases start at zero.
 
-    Batch-norm scales start at N(1, gain) and shifts at zero, as in the official code.
+    Batch-norm scales start at N(1, gain) and shifts at zero, as in the official code. A network on the meta
+    device (built only to receive loaded weights) is left alone: there is nothing to fill, and random fills of meta
+    tensors go through PyTorch's reference implementations, whose import alone takes seconds.
     """
+    if any(parameter.is_meta for parameter in net.parameters()):
+        return net
     for module in net.modules():
         if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             if init_type == "normal":
