@@ -107,7 +107,9 @@ class TranslationModel(nn.Module):
 
     def backward(self, loss: torch.Tensor) -> None:
         """loss.backward(), scaled in fp16 so that small gradients do not underflow (the scaler unscales them)."""
-        self._grad_scaler().scale(loss).backward() if self.precision == "fp16" else loss.backward()
+        if self.precision == "fp16":
+            loss = self._grad_scaler().scale(loss)
+        loss.backward()
 
     def optimizer_step(self, name: str) -> None:
         """Step optimiser `name`; in fp16 through the scaler, which skips a step whose gradients overflowed."""

@@ -138,19 +138,21 @@ class CycleGAN(TranslationModel):
 
     def _chain_terms(self, domain: str, real: torch.Tensor, other: torch.Tensor, fake: torch.Tensor,
                      identity: torch.Tensor | None, backward: nn.Module, disc: nn.Module) -> dict[str, torch.Tensor]:
+        """The loss terms of one chain, given its generated image `fake` and identity output (or None)."""
         config = self.config
         target = "b" if domain == "a" else "a"
         arrow = "ab" if domain == "a" else "ba"
         lambda_real = config.lambda_a if domain == "a" else config.lambda_b
         lambda_other = config.lambda_b if domain == "a" else config.lambda_a
         terms: dict[str, torch.Tensor] = {}
-        if config.uses_gan:
+        if config.uses_gan:  # Eq. 1, for G (chain a) or F (chain b)
             terms[f"gan_{arrow}"] = losses.generator_adversarial_loss(disc(fake), config.gan_mode)
-        if config.uses_forward_cycle if domain == "a" else config.uses_backward_cycle:
+        cycle = config.uses_forward_cycle if domain == "a" else config.uses_backward_cycle
+        if cycle:  # Eq. 2: F(G(x)) ~ x (chain a), G(F(y)) ~ y (chain b)
             terms[f"cycle_{domain}"] = losses.cycle_loss(backward(fake), real, lambda_real)
-        if config.uses_self_regularization:
+        if config.uses_self_regularization:  # SimGAN baseline (Sec. 5.1.3): G(x) ~ x, F(y) ~ y
             terms[f"self_reg_{domain}"] = losses.self_regularization_loss(fake, real, config.lambda_self_reg)
-        if identity is not None:
+        if identity is not None:  # Sec. 5.2: G(y) ~ y, F(x) ~ x
             terms[f"idt_{target}"] = losses.identity_loss(identity, other, lambda_other * config.lambda_identity)
         return terms
 
