@@ -61,7 +61,7 @@ def conv2d(maps: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     FFT kernels: about twice as fast as oneDNN's direct ones on a 2-core AVX2 CPU for the ResNet generator's 3x3
     and final 7x7 convolutions (benchmarks/translate_speed.py), equal up to a coarser float rounding: outputs
     ~1e-5 off direct convolution's (far below an 8-bit image's step of 8e-3; translation uses it by default),
-    gradients through a training step ~1e-3 off (so training uses it only when asked: train.fast_convolutions).
+    gradients through a training step ~5e-3 off (so training uses it only when asked: train.fast_convolutions).
     The backward pass is PyTorch's usual one."""
     if fast and maps.device.type == "cpu" and maps.dtype == weight.dtype == torch.float32 and maps.dim() == 4 \
             and nnpack_ready():
