@@ -38,13 +38,25 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> list[str]:
+    """The CPU's vector and matrix extensions (AVX2, AVX-512, AMX ...) from /proc/cpuinfo: what decides which
+    kernels run, and so how float32 rounds (empty where /proc/cpuinfo is absent)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return sorted(flag for flag in flags if flag.startswith(("avx", "amx", "fma", "sse4")))
+
+
 def machine() -> dict[str, Any]:
     """Where the figures come from: CPU, cores, torch threads and versions. Call it in the measuring process, after
     any thread setting, so `torch_threads` is what the measurement used."""
     import torch
 
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {"cpu_model": cpu_model(), "logical_cores": os.cpu_count(), "usable_cores": affinity,
+    return {"cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_flags": cpu_flags(), "logical_cores": os.cpu_count(), "usable_cores": affinity,
             "torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
             "torch_version": torch.__version__, "mkldnn": torch.backends.mkldnn.is_available(),
             "python": platform.python_version(), "platform": platform.platform(),

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as functional
 
 from cyclegan.config import Config, apply_overrides
 from cyclegan.models.cyclegan import CycleGAN
+from cyclegan.nets.layers import conv2d
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -48,11 +50,30 @@ def _images(count: int, dtype: torch.dtype, size: int) -> list[tuple[torch.Tenso
             for _ in range(count)]
 
 
+# Why the float32 bounds below are what they are, on any x86-64 CPU (AVX2, AVX-512 and AMX kernels sum in
+# different orders, so their float32 results differ in the last bits):
+# - One dot product of K terms, summed in any order, is off by at most (K - 1) * u times the sum of the terms'
+#   magnitudes (Higham, Accuracy and Stability of Numerical Algorithms, Sec. 3.1; u = 2**-24 in float32).
+# - A training step is not a smooth function of its inputs: ReLU and the L1 terms |F(G(x)) - x| have kinks. About
+#   a million pre-activations pass through a kink in one step of these networks; float32 rounding (~1e-5 here)
+#   puts one of them on the other side of its kink in about half of all steps, and whichever kernel rounds that
+#   way sends the whole gradient of that unit through (or not). One such flip moves a weight gradient by one term
+#   of its sum over positions (1/256 of the terms at the 16x16 residual level): up to ~1e-3 of the largest
+#   gradient. So any float32 step, the plain one included, can be ~1e-3 off another float32 step or the float64
+#   truth, depending only on the CPU; bounds tighter than that held on one machine and failed on another.
+#   Exactness is therefore proven in float64 (`test_fused_step_is_the_reference_step_in_float64`), and float32
+#   tests bound what rounding can do.
+KINK_FLIP = 2e-3  # a couple of flipped kinks, relative to a network's largest gradient
+FLOAT32_UNIT_ROUNDOFF = 2.0**-24
+
+
 def test_fused_step_gives_reference_losses_and_gradients_in_float32():
-    """One step in float32: the same losses and gradients, up to float rounding (relative to each network's
-    gradient scale). Updated weights are compared in float64 below: the conv biases just before an instance norm
-    have a true gradient of exactly 0, so their float32 gradients are rounding noise, which Adam's normalised
-    update turns into steps of about lr in either direction, in the reference step as much as in the fused one."""
+    """One step in float32: the same losses (smooth: only rounding differs) and gradients up to rounding and a
+    flipped kink (relative to each network's gradient scale; see KINK_FLIP). Updated weights are compared in
+    float64 below: the conv biases just before an instance norm have a true gradient of exactly 0, so their float32
+    gradients are rounding noise, which Adam's normalised update turns into steps of about lr in either direction,
+    in the reference step as much as in the fused one."""
+    torch.manual_seed(0)
     fused, reference = _twin_models(pool_size=50, dtype=torch.float32, width=8)
     (real_a, real_b), = _images(1, torch.float32, size=32)
     fused_losses, reference_losses = fused.training_step(real_a, real_b), reference.training_step(real_a, real_b)
@@ -62,15 +83,36 @@ def test_fused_step_gives_reference_losses_and_gradients_in_float32():
     scale = {net_name: max(p.grad.abs().max().item() for p in net.parameters() if p.grad is not None)
              for net_name, net in reference.networks().items()}
     for name, fused_parameter, parameter in _paired_parameters(fused, reference):
-        torch.testing.assert_close(fused_parameter.grad, parameter.grad, rtol=1e-4,
-                                   atol=2e-5 * scale[name.split(".")[0]], msg=f"gradient of {name}")
+        torch.testing.assert_close(fused_parameter.grad, parameter.grad, rtol=0,
+                                   atol=KINK_FLIP * scale[name.split(".")[0]], msg=f"gradient of {name}")
+
+
+@pytest.mark.parametrize(("channels", "kernel", "side"), [(64, 3, 18), (16, 3, 66), (3, 7, 70), (64, 7, 22)])
+def test_nnpack_convolutions_round_more_coarsely_than_direct_ones_but_stay_close(channels, kernel, side):
+    """What train.fast_convolutions changes, one convolution at a time (smooth, so no kinks): against float64,
+    oneDNN's direct convolution stays within the bound that holds for any summation order, (K - 1) * u of the sum
+    of |terms| for K = channels * kernel**2 terms; NNPACK's Winograd (3x3) and FFT (larger) kernels, whose
+    transforms add rounding of their own, within 1e-4 of it (measured ~3e-6 at most, AVX2 kernels on every x86-64
+    CPU), still far below an 8-bit image's step of 8e-3 but well above direct float32's usual error."""
+    generator = torch.Generator().manual_seed(channels + kernel + side)
+    maps = torch.randn(1, channels, side, side, generator=generator)
+    weight = torch.randn(16, channels, kernel, kernel, generator=generator) * 0.02
+    bias = torch.randn(16, generator=generator) * 0.02
+    truth = functional.conv2d(maps.double(), weight.double(), bias.double())
+    magnitude = functional.conv2d(maps.abs().double(), weight.abs().double(), bias.abs().double()).max().item()
+    errors = {fast: (conv2d(maps, weight, bias, fast=fast).double() - truth).abs().max().item() / magnitude
+              for fast in (True, False)}
+    assert errors[False] <= (channels * kernel**2 - 1) * FLOAT32_UNIT_ROUNDOFF, errors
+    assert errors[True] < 1e-4, errors
 
 
 def test_training_step_with_nnpack_convolutions_stays_near_the_exact_step():
-    """train.fast_convolutions (off by default) runs the generators' stride-1 convolutions through NNPACK's
-    Winograd/FFT kernels, which round more coarsely than direct ones. Against the same step in float64 (the truth
-    here), its losses stay within 1e-5 and its gradients within 1e-2 of each network's largest, where the plain
-    float32 step is within ~1e-5 (measured: ~5e-3 against ~5e-6): close, not float32-exact, hence opt-in."""
+    """train.fast_convolutions (off by default) through a whole training step: against the same step in float64
+    (the truth here), losses stay within 1e-5 (relative) with NNPACK as with direct convolutions, and gradients
+    within 2e-2 of each network's largest: NNPACK's coarser rounding (the test above) amplified through the
+    layers, ~5e-3 measured, plus what a flipped kink may add (KINK_FLIP), which the plain float32 step is allowed
+    too. Close, not float32-exact: hence opt-in for training."""
+    torch.manual_seed(0)
     fast, reference = _twin_models(pool_size=50, dtype=torch.float32, width=16, fast_convolutions=True)
     assert any(module.fast for module in fast.gen_ab.modules() if hasattr(module, "fast"))
     truth = copy.deepcopy(reference).to(torch.float64)
@@ -86,7 +128,7 @@ def test_training_step_with_nnpack_convolutions_stays_near_the_exact_step():
         errors = {kind: max((p.grad.double() - true).abs().max().item()
                             for p, true in zip(model.networks()[net_name].parameters(), true_gradients, strict=True))
                   / scale for kind, model in (("fast", fast), ("reference", reference))}
-        assert errors["fast"] < 1e-2 and errors["reference"] < 1e-4, (net_name, errors)
+        assert errors["fast"] < 2e-2 and errors["reference"] < KINK_FLIP, (net_name, errors)
         print(f"\n{net_name}: gradient error relative to the largest, NNPACK {errors['fast']:.1e}, "
               f"direct {errors['reference']:.1e}")
 

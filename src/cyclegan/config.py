@@ -188,8 +188,10 @@ class TrainConfig:
     device: str = option("auto", "Device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
     fast_convolutions: bool = option(False, "On the CPU, run the ResNet generator's stride-1 convolutions "
                                             "(forward) through NNPACK's Winograd/FFT kernels: about 2x faster for "
-                                            "them, but their rounding puts gradients ~5e-3 (relative) off the exact "
-                                            "ones where float32 direct convolution is ~5e-6 off. Off by default.")
+                                            "them, but their rounding puts gradients ~5e-3 (relative) off the "
+                                            "float64 ones where direct float32 convolution is usually ~5e-6 off (up "
+                                            "to ~1e-3 when rounding moves a ReLU or L1 kink, with any kernel). Off "
+                                            "by default.")
     precision: str = option("float32", "Arithmetic of the forward passes: float32, or automatic mixed precision "
                                        "(torch.autocast) in bf16, or fp16 with a gradient scaler. Mixed "
                                        "precision is for GPUs (tensor cores); on the CPU it runs but is not faster.",

@@ -61,7 +61,8 @@ def conv2d(maps: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     FFT kernels: about twice as fast as oneDNN's direct ones on a 2-core AVX2 CPU for the ResNet generator's 3x3
     and final 7x7 convolutions (benchmarks/translate_speed.py), equal up to a coarser float rounding: outputs
     ~1e-5 off direct convolution's (far below an 8-bit image's step of 8e-3; translation uses it by default),
-    gradients through a training step ~5e-3 off (so training uses it only when asked: train.fast_convolutions).
+    gradients through a training step ~5e-3 off (so training uses it only when asked: train.fast_convolutions;
+    tests/test_speed_scripts.py derives the bounds).
     The backward pass is PyTorch's usual one."""
     if fast and maps.device.type == "cpu" and maps.dtype == weight.dtype == torch.float32 and maps.dim() == 4 \
             and nnpack_ready():
