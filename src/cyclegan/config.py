@@ -199,6 +199,8 @@ class TrainConfig:
     cudnn_benchmark: bool = option(True, "On CUDA, let cuDNN time its convolution algorithms on the first steps and "
                                          "keep the fastest (training images have one size). Off with deterministic.")
     save_every: int = option(5, "Keep a checkpoint every this many epochs (latest is always kept).")
+    skip_nonfinite_steps: bool = option(False, "Skip an update whose gradients hold NaN or infinity instead of "
+                                               "stopping the run (it stops anyway after 100 such steps in a row).")
     num_samples: int = option(4, "Fixed test images shown in the sample grids after each epoch.")
 
     def __post_init__(self) -> None:

@@ -60,7 +60,8 @@ def run_demo(config: Config, show_progress: bool = True) -> DemoResult:
     A run folder that already holds this run is resumed (and, if it had finished, only translated and scored).
     """
     already_started = (Path(config.train.run_dir) / "checkpoints" / "latest.safetensors").exists()
-    result = train(config, resume=already_started, show_progress=show_progress)
+    # A finished or stopped demo continues; one that never got to its first checkpoint starts afresh.
+    result = train(config, resume=already_started, overwrite=not already_started, show_progress=show_progress)
     run_dir = result.run_dir
     data_root = Path(result.config.data.dataroot)
     out = run_dir / "translations"

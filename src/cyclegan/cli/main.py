@@ -12,6 +12,7 @@ from ..io.checkpoints import CheckpointError
 from ..io.download import DownloadError
 from ..io.images import ImageError
 from ..metrics import MetricError
+from ..training.loop import TrainingError
 from . import data, demo, eval, export, pretrained, train, translate
 
 USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ImageError, DownloadError, MetricError)
@@ -36,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as error:
         print(f"cyclegan: error: {error}", file=sys.stderr)
         return 2
+    except TrainingError as error:  # training failed midway; the message says what was saved
+        logging.getLogger(__name__).debug("training failed", exc_info=error)
+        print(f"cyclegan: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("cyclegan: interrupted", file=sys.stderr)
         return 130

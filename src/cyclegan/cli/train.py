@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ..config import Config, apply_overrides, config_from_layers, load_config_file
+from ..config import SECTIONS, Config, ConfigError, apply_overrides, config_from_layers, load_config_file
 from ..training.distributed import launched_rank
 from ..training.loop import train
 from .options import add_config_options, given_options
@@ -22,11 +22,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="Continue the run in --run-dir exactly where it stopped (weights, optimisers, "
                              "schedule, image pools, RNG, epoch and iteration).")
-    parser.add_argument("--max-steps", type=int, default=None,
+    parser.add_argument("--overwrite", action="store_true",
+                        help="Start afresh in a --run-dir that already holds a run: delete its config, log, "
+                             "checkpoints, samples and report first (without it, such a folder is refused).")
+    parser.add_argument("--max-steps", type=positive_int, default=None,
                         help="Stop cleanly after this many iterations, with a checkpoint to --resume from.")
     parser.add_argument("--quiet", action="store_true", help="No progress bar; one log line per epoch.")
     add_config_options(parser)
     parser.set_defaults(handler=run)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,16 +48,19 @@ def run(args: argparse.Namespace) -> int:
     main_process = launched_rank() == 0  # under torchrun, one process speaks for the run
     if not main_process:
         logging.getLogger().setLevel(logging.WARNING)
+    layers = [load_config_file(args.config)] if args.config else []
+    show_progress = not args.quiet and main_process
     if args.resume:
-        run_dir = given.get("train", {}).get("run_dir", Config().train.run_dir)
-        config = apply_overrides(Config(), {"run_dir": run_dir})
-        flat = {name: value for values in given.values() for name, value in values.items()}
-        result = train(config, resume=True, overrides=flat, show_progress=not args.quiet and main_process,
-                       max_steps=args.max_steps)
+        if args.overwrite:
+            raise ConfigError("--resume continues a run and --overwrite deletes it: give one of them")
+        # The config file and the flags, flattened: the saved config takes what may change on resume and refuses
+        # a change to anything else (training/loop.py RESUMABLE_OVERRIDES).
+        flat = {name: value for layer in [*layers, given] for name, value in _flat(layer).items()}
+        config = apply_overrides(Config(), {"run_dir": flat.get("run_dir", Config().train.run_dir)})
+        result = train(config, resume=True, overrides=flat, show_progress=show_progress, max_steps=args.max_steps)
     else:
-        layers = [load_config_file(args.config)] if args.config else []
         config = config_from_layers(*layers, given)  # the chosen model's defaults first (config.model_defaults)
-        result = train(config, show_progress=not args.quiet and main_process, max_steps=args.max_steps)
+        result = train(config, show_progress=show_progress, max_steps=args.max_steps, overwrite=args.overwrite)
     if not main_process:
         return 0
     state = "stopped" if result.stopped_early else "finished"
@@ -52,3 +69,14 @@ def run(args: argparse.Namespace) -> int:
     if result.stopped_early:
         print(f"resume with: cyclegan train --resume --run-dir {result.run_dir}")
     return 0
+
+
+def _flat(layer: dict) -> dict:
+    """Options of a config-file or flag layer by name, whether it is sectioned ({'train': {...}}) or flat."""
+    flat = {}
+    for key, value in layer.items():
+        if key in SECTIONS and isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat

@@ -42,3 +42,15 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_open(path, "w") as stream:
         stream.write(text)
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporary files `atomic_path` leaves when a write is killed midway (.NAME.*.tmp) from `folder`.
+    Call it only where no write can be under way (e.g. in a run folder whose lock one holds). Returns them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = [path for path in folder.glob(".*.tmp") if path.is_file()]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed

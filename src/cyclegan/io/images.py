@@ -15,6 +15,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cyclegan.io.atomic import atomic_path
+from cyclegan.progress import progress_bar
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -138,6 +139,24 @@ def load_image(path: str | Path, channels: int = 3) -> Image.Image:
                 return convert_mode(img, channels)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise ImageError(f"{path} cannot be read as an image ({error}); remove or replace the file") from None
+
+
+def unreadable_images(paths: list[Path], show_progress: bool = False) -> list[str]:
+    """Read each file's header (format, size: no pixels decoded) and return "PATH: reason" for those that are no
+    readable image, so that a training run can refuse its data before the first step, listing them all."""
+    problems = []
+    for path in progress_bar(paths, total=len(paths), description="checking images", unit="img",
+                             enabled=show_progress and len(paths) >= 1000):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(path) as opened:
+                    width, height = opened.size
+            if width < 1 or height < 1:
+                problems.append(f"{path}: the image is empty ({width}x{height})")
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+            problems.append(f"{path}: {error}")
+    return problems
 
 
 def image_to_tensor(img: Image.Image) -> torch.Tensor:

@@ -56,6 +56,14 @@ def loss_values(terms: dict[str, torch.Tensor]) -> dict[str, float]:
     return dict(zip(terms, values, strict=True))
 
 
+def _gradients_finite(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether every gradient the optimiser would apply is finite (one device synchronisation)."""
+    gradients = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if not gradients:
+        return True
+    return bool(torch.stack([torch.isfinite(g).all() for g in gradients]).all())
+
+
 class TranslationModel(nn.Module):
     """Base of the models. A subclass sets the class attributes, fills `optimizers` and `pools` in its constructor
     and defines `networks`, `generators_for`, `training_step` and `sample`.
@@ -78,6 +86,8 @@ class TranslationModel(nn.Module):
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.pools: dict[str, ImagePool] = {}
         self._scaler: torch.amp.GradScaler | None = None  # fp16 only; made on the first step, on the model's device
+        self.skip_nonfinite_updates = False  # set by the training loop from train.skip_nonfinite_steps
+        self.skipped_updates = 0
         self._scaler_state: dict[str, Any] | None = None
 
     @staticmethod
@@ -112,7 +122,13 @@ class TranslationModel(nn.Module):
         loss.backward()
 
     def optimizer_step(self, name: str) -> None:
-        """Step optimiser `name`; in fp16 through the scaler, which skips a step whose gradients overflowed."""
+        """Step optimiser `name`; in fp16 through the scaler, which skips a step whose gradients overflowed. With
+        `skip_nonfinite_updates` (train.skip_nonfinite_steps), an update whose gradients hold a NaN or infinity is
+        skipped too, so the weights stay finite."""
+        if self.skip_nonfinite_updates and not _gradients_finite(self.optimizers[name]):
+            self.optimizers[name].zero_grad(set_to_none=True)
+            self.skipped_updates += 1
+            return
         if self.precision == "fp16":
             self._grad_scaler().step(self.optimizers[name])
         else:

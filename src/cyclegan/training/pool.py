@@ -50,6 +50,13 @@ class ImagePool:
                 chosen.append(image)
         return torch.cat(chosen, 0)
 
+    def drop_nonfinite(self) -> int:
+        """Forget remembered images holding NaN or infinity (from a step that diverged and was skipped), which
+        would otherwise poison the discriminator's later steps. Returns how many were dropped."""
+        kept = [image for image in self.images if bool(torch.isfinite(image).all())]
+        dropped, self.images = len(self.images) - len(kept), kept
+        return dropped
+
     def state_dict(self) -> dict[str, Any]:
         images = torch.cat(self.images, 0).cpu() if self.images else torch.zeros(0)
         return {"images": images, "random_state": self._random.getstate()}
