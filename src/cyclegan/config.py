@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -61,6 +63,19 @@ def _check_positive(name: str, value: float, allow_zero: bool = False) -> None:
         raise ConfigError(f"{name}={value!r} must be {'>= 0' if allow_zero else '> 0'}")
 
 
+def _check_range(name: str, value: float, low: float, high: float, high_inclusive: bool = True) -> None:
+    if not (low <= value <= high) or (value == high and not high_inclusive):
+        raise ConfigError(f"{name}={value!r} must be between {low} and {high}"
+                          f"{'' if high_inclusive else ' (exclusive)'}")
+
+
+# Widths beyond this are far past any published CycleGAN/pix2pix (64) and only end in an allocation failure.
+MAX_WIDTH = 4096
+MAX_N_LAYERS_D = 10  # the n_layers PatchGAN then needs crops of at least 3 * 2**10 = 3072 pixels
+MAX_SEED = 2**64 - 1  # torch.manual_seed's limit
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:(0|[1-9][0-9]*))?")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Networks and objective. Paper notation: G: A->B is gen_ab, F: B->A is gen_ba, D_B judges domain B."""
@@ -72,9 +87,10 @@ class ModelConfig:
                            "(paper, 128px), unet_128, unet_256 (pix2pix).", GENERATORS)
     disc_arch: str = option("basic", "Discriminator: basic (70x70 PatchGAN), n_layers (PatchGAN with --n-layers-d), "
                             "pixel (1x1 PixelGAN).", DISCRIMINATORS)
-    n_layers_d: int = option(3, "Downsampling layers of the n_layers PatchGAN (3 gives the 70x70 basic one).")
-    ngf: int = option(64, "Generator width: filters in the first convolution.")
-    ndf: int = option(64, "Discriminator width: filters in the first convolution.")
+    n_layers_d: int = option(3, "Downsampling layers of the n_layers PatchGAN (3 gives the 70x70 basic one; "
+                             f"1 to {MAX_N_LAYERS_D}).")
+    ngf: int = option(64, f"Generator width: filters in the first convolution (1 to {MAX_WIDTH}).")
+    ndf: int = option(64, f"Discriminator width: filters in the first convolution (1 to {MAX_WIDTH}).")
     norm: str = option("instance", "Normalisation layer in both networks (paper: instance).", NORMS)
     dropout: bool = option(False, "Dropout 0.5 in the generator's residual / U-Net blocks.")
     init_type: str = option("normal", "Weight initialisation (paper: Gaussian N(0, 0.02)).", INITS)
@@ -97,9 +113,10 @@ class ModelConfig:
     lambda_l1: float = option(100.0, "Weight of pix2pix's L1 loss |G(a) - b| (Isola et al. 2017, Sec. 4: 100).")
 
     def __post_init__(self) -> None:
-        _validate_choices(self)
-        for name in ("ngf", "ndf", "n_layers_d"):
-            _check_positive(name, getattr(self, name))
+        _validate_fields(self)
+        for name in ("ngf", "ndf"):
+            _check_range(name, getattr(self, name), 1, MAX_WIDTH)
+        _check_range("n_layers_d", self.n_layers_d, 1, MAX_N_LAYERS_D)
         for name in ("lambda_a", "lambda_b", "lambda_identity", "lambda_gp", "init_gain", "lambda_self_reg",
                      "lambda_l1"):
             _check_positive(name, getattr(self, name), allow_zero=True)
@@ -155,7 +172,7 @@ class DataConfig:
     num_workers: int = option(2, "Processes that load images in the background (0 loads in the main process).")
 
     def __post_init__(self) -> None:
-        _validate_choices(self)
+        _validate_fields(self)
         for name in ("load_size", "crop_size", "builtin_size", "builtin_count"):
             _check_positive(name, getattr(self, name))
         _check_positive("num_workers", self.num_workers, allow_zero=True)
@@ -183,7 +200,8 @@ class TrainConfig:
     lr_policy: str = option("linear", "Learning-rate schedule: linear (paper), step, cosine.", LR_POLICIES)
     lr_decay_epochs: int = option(50, "With lr_policy=step: multiply the rate by 0.1 every this many epochs.")
     pool_size: int = option(50, "Generated images the discriminators remember (Shrivastava et al.: 50; 0 = off).")
-    seed: int = option(0, "Random seed for initialisation, data order, augmentation and the image pools.")
+    seed: int = option(0, "Random seed for initialisation, data order, augmentation and the image pools "
+                       "(0 to 2**64 - 1).")
     deterministic: bool = option(False, "Use deterministic algorithms only (bit-exact resume; slower on GPU).")
     device: str = option("auto", "Device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
     fast_convolutions: bool = option(False, "On the CPU, run the ResNet generator's stride-1 convolutions "
@@ -200,9 +218,14 @@ class TrainConfig:
     num_samples: int = option(4, "Fixed test images shown in the sample grids after each epoch.")
 
     def __post_init__(self) -> None:
-        _validate_choices(self)
+        _validate_fields(self)
         for name in ("batch_size", "lr", "save_every", "lr_decay_epochs"):
             _check_positive(name, getattr(self, name))
+        for name in ("beta1", "beta2"):  # Adam's moment decay rates: torch.optim.Adam refuses others
+            _check_range(name, getattr(self, name), 0.0, 1.0, high_inclusive=False)
+        _check_range("seed", self.seed, 0, MAX_SEED)
+        if not _DEVICE.fullmatch(self.device):
+            raise ConfigError(f"device={self.device!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
         for name in ("n_epochs", "n_epochs_decay", "pool_size", "num_samples"):
             _check_positive(name, getattr(self, name), allow_zero=True)
         if self.n_epochs + self.n_epochs_decay == 0:
@@ -213,6 +236,51 @@ class TrainConfig:
         return self.n_epochs + self.n_epochs_decay
 
 
+_UNET_LEVELS = {"unet_128": 7, "unet_256": 8}  # as nets/generators.py builds them
+
+
+def crop_multiple(model: ModelConfig) -> int:
+    """The multiple of which the generator needs its input sides: it halves them twice (ResNet) or once per
+    U-Net level, and the upsampling must give back the input's size exactly."""
+    return 2 ** _UNET_LEVELS[model.gen_arch] if model.gen_arch in _UNET_LEVELS else 4
+
+
+def smallest_crop(model: ModelConfig) -> int:
+    """The smallest square training image `model`'s networks accept, by arithmetic over their layers.
+
+    ResNet generator: its residual blocks reflect-pad by 1, which needs maps of at least 2 pixels after the two
+    stride-2 convolutions: 8. U-Net: n levels halve the image down to 1 pixel at the innermost one: 2**n.
+    PatchGAN with n layers: n stride-2 4x4 convolutions (padding 1) take s to floor(s / 2**n), and the two stride-1
+    4x4 ones remove a pixel each, so one score needs floor(s / 2**n) >= 3: s >= 3 * 2**n (24 for the 70x70 one).
+    PixelGAN: its norm needs more than one pixel: 2. The result is rounded up to `crop_multiple`.
+    """
+    multiple = crop_multiple(model)
+    generator = multiple if model.gen_arch in _UNET_LEVELS else 8
+    n_layers = 3 if model.disc_arch == "basic" else model.n_layers_d
+    discriminator = 2 if model.disc_arch == "pixel" else 3 * 2**n_layers
+    smallest = max(generator, discriminator)
+    return -(-smallest // multiple) * multiple
+
+
+_CROPPING = ("resize_and_crop", "crop", "scale_width_and_crop")
+
+
+def _check_crop_size(model: ModelConfig, data: DataConfig) -> None:
+    if data.preprocess not in _CROPPING:
+        return  # the image sizes come from the files (`none`) or their aspect ratio (`scale_width`)
+    smallest, multiple = smallest_crop(model), crop_multiple(model)
+    networks = f"gen_arch={model.gen_arch} with disc_arch={model.disc_arch}" + (
+        f" and n_layers_d={model.n_layers_d}" if model.disc_arch == "n_layers" else "")
+    if data.crop_size < smallest:
+        raise ConfigError(f"crop_size={data.crop_size} is too small for {networks}: they need crops of at least "
+                          f"{smallest} pixels; use crop_size >= {smallest}")
+    if data.crop_size % multiple:
+        lower = data.crop_size // multiple * multiple
+        sizes = f"{lower} or {lower + multiple}" if lower >= smallest else str(lower + multiple)
+        raise ConfigError(f"crop_size={data.crop_size} is not a multiple of {multiple}, which the {model.gen_arch} "
+                          f"generator needs to give back images of the input's size; use {sizes}")
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything a run needs; saved as config.yaml in the run folder and inside every checkpoint."""
@@ -220,6 +288,9 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        _check_crop_size(self.model, self.data)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
@@ -242,11 +313,15 @@ class Config:
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 
 
-def _validate_choices(obj: Any) -> None:
+def _validate_fields(obj: Any) -> None:
+    """Checks every field needs: one of its choices, if it has them; a finite number, if it is a float."""
     for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
         choices = f.metadata.get("choices")
         if choices is not None:
-            _check_choice(f.name, getattr(obj, f.name), choices)
+            _check_choice(f.name, value, choices)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{f.name}={value!r} must be a finite number")
 
 
 def field_types(section: type) -> dict[str, Any]:
@@ -287,9 +362,10 @@ def _section_of(name: str) -> str:
     return owners[0]
 
 
-def apply_overrides(config: Config, values: dict[str, Any]) -> Config:
-    """Return `config` with `values` applied; `values` is sectioned ({'model': {...}}) or flat ({'ngf': 32})."""
-    updates: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+def _sectioned(values: dict[str, Any], updates: dict[str, dict[str, Any]] | None = None
+               ) -> dict[str, dict[str, Any]]:
+    """`values`, sectioned or flat, as {'model': {...}, 'data': {...}, 'train': {...}}, added to `updates`."""
+    updates = updates if updates is not None else {s: {} for s in SECTIONS}
     for key, value in values.items():
         if key in SECTIONS and isinstance(value, dict):
             for name, inner in value.items():
@@ -298,6 +374,12 @@ def apply_overrides(config: Config, values: dict[str, Any]) -> Config:
                 updates[key][name] = inner
         else:
             updates[_section_of(key)][key] = value
+    return updates
+
+
+def apply_overrides(config: Config, values: dict[str, Any]) -> Config:
+    """Return `config` with `values` applied; `values` is sectioned ({'model': {...}}) or flat ({'ngf': 32})."""
+    updates = _sectioned(values)
     sections = {}
     for name, cls in SECTIONS.items():
         coerced = {k: _coerce(cls, k, v) for k, v in updates[name].items()}
@@ -330,12 +412,12 @@ def config_from_layers(*layers: dict[str, Any]) -> Config:
     """Build a config from option layers applied in order (e.g. a config file, then command-line flags), on top
     of the defaults of the model the last layer naming one chooses (`Config.for_model`)."""
     model = Config().model.model
+    merged: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     for layer in layers:
         model = _model_named_in(layer) or model
-    config = Config.for_model(model)
-    for layer in layers:
-        config = apply_overrides(config, layer)
-    return config
+        _sectioned(layer, merged)
+    # Applied at once, so that checks across options see the final values, not a half-applied mix of layers.
+    return apply_overrides(Config.for_model(model), merged)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -1,0 +1,71 @@
+"""Bad input on the command line: exit status 2, one "cyclegan: error: ..." line naming the value or file and what
+to do, no traceback, and nothing written."""
+
+import pytest
+import torch
+from PIL import Image
+
+from cyclegan.cli.main import main
+from cyclegan.config import Config, apply_overrides
+from cyclegan.io.checkpoints import save_checkpoint
+from cyclegan.models import build_generators
+
+
+def _error_of(argv, capsys):
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("cyclegan: error:") and "Traceback" not in error
+    return error
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    """A model file of ours with two 4-wide ResNet generators, and an image to translate."""
+    config = apply_overrides(Config(), {"gen_arch": "resnet_6blocks", "ngf": 4, "ndf": 4})
+    nets = {name: net.state_dict() for name, net in build_generators(config.model).items()}
+    path = save_checkpoint(tmp_path / "model.safetensors", config, {"nets": nets})
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    return path, tmp_path / "x.png"
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--device", "banana"], "device='banana' is not a device; use auto, cpu, cuda"),
+    (["--device", "cuda"], "device 'cuda' was asked for, but this PyTorch sees no CUDA GPU; use --device cpu"),
+    (["--device", "cuda:1"], "device 'cuda:1' was asked for"),
+    (["--seed", "-1"], "seed=-1 must be between 0 and"),
+    (["--seed", str(2**64)], f"seed={2**64} must be between 0 and"),
+    (["--lr", "nan"], "lr=nan must be a finite number"),
+    (["--lr", "inf"], "lr=inf must be a finite number"),
+    (["--lambda-a", "nan"], "lambda_a=nan must be a finite number"),
+    (["--beta1", "1"], "beta1=1.0 must be between 0.0 and 1.0 (exclusive)"),
+    (["--beta2", "-0.5"], "beta2=-0.5 must be between 0.0 and 1.0"),
+    (["--crop-size", "2"], "crop_size=2 is too small for gen_arch=resnet_9blocks with disc_arch=basic: they need "
+                           "crops of at least 24 pixels"),
+    (["--crop-size", "30"], "crop_size=30 is not a multiple of 4"),
+    (["--ngf", str(10**9)], "ngf=1000000000 must be between 1 and 4096"),
+    (["--ndf", "5000"], "ndf=5000 must be between 1 and 4096"),
+])
+def test_bad_training_options_exit_2_before_anything_is_written(tmp_path, monkeypatch, capsys, no_cuda, flags,
+                                                                 message):
+    monkeypatch.chdir(tmp_path)
+    error = _error_of(["train", "--run-dir", "run", "--dataroot", "no-data", "--quiet", *flags], capsys)
+    assert message in error
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("device,message", [
+    ("banana", "unknown device 'banana'; use auto, cpu, cuda, cuda:N or mps"),
+    ("meta", "unknown device 'meta'"),
+    ("cuda", "device 'cuda' was asked for, but this PyTorch sees no CUDA GPU"),
+])
+def test_translate_refuses_a_device_it_cannot_use(tmp_path, capsys, no_cuda, tiny_model, device, message):
+    model, image = tiny_model
+    error = _error_of(["translate", str(model), str(image), "--out", str(tmp_path / "out"), "--device", device],
+                      capsys)
+    assert message in error
+    assert not (tmp_path / "out").exists()
