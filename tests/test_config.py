@@ -184,3 +184,25 @@ def test_more_bad_values_are_refused_with_the_name(values, message):
 def test_the_largest_seed_and_width_are_accepted():
     config = apply_overrides(Config(), {"seed": 2**64 - 1, "ngf": 4096, "ndf": 4096, "device": "cuda:12"})
     assert (config.train.seed, config.model.ngf, config.train.device) == (2**64 - 1, 4096, "cuda:12")
+
+
+@pytest.mark.parametrize("name,text,message", [
+    ("sections.yaml", "model:\n  ngf: 8\n  ndf: 4\n  ngf: 16\n", r"'ngf' is given twice \(line 2 and line 4\)"),
+    ("flat.yml", "ngf: 8\nlr: 0.1\nngf: 9\n", r"'ngf' is given twice \(line 1 and line 3\)"),
+    ("twice.yaml", "model:\n  ngf: 8\nmodel:\n  ndf: 8\n", r"'model' is given twice \(line 1 and line 3\)"),
+    ("flat.json", '{"ngf": 8, "ngf": 9}', r"'ngf' is given twice \(line 1, columns 2 and 12\)"),
+])
+def test_a_key_given_twice_is_refused_with_its_lines(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"^config file {path}: {message}; keep one$"):
+        load_config_file(path)
+
+
+def test_a_config_file_that_is_not_utf8_is_refused(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("ngf: 8\n# café\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=rf"config file {path} is not UTF-8 text \(byte 12 .*save it as UTF-8"):
+        load_config_file(path)
+    path.write_bytes("ngf: 8\n# café\n".encode())
+    assert load_config_file(path) == {"ngf": 8}

@@ -69,3 +69,15 @@ def test_translate_refuses_a_device_it_cannot_use(tmp_path, capsys, no_cuda, tin
                       capsys)
     assert message in error
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("twice.yaml", b"train:\n  n_epochs: 1\n  n_epochs: 3\n",
+     "twice.yaml: 'n_epochs' is given twice (line 2 and line 3)"),
+    ("latin1.yaml", "# Fran\xe7ais\nngf: 8\n".encode("latin-1"), "latin1.yaml is not UTF-8 text"),
+])
+def test_a_bad_config_file_exits_2(tmp_path, monkeypatch, capsys, name, content, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name).write_bytes(content)
+    assert message in _error_of(["train", "--config", name, "--run-dir", "run", "--dataroot", "no-data"], capsys)
+    assert not (tmp_path / "run").exists()

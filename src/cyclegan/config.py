@@ -420,19 +420,47 @@ def config_from_layers(*layers: dict[str, Any]) -> Config:
     return apply_overrides(Config.for_model(model), merged)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:
+                continue  # an unhashable key: SafeLoader refuses it below
+            if first is not key_node.start_mark:
+                again = key_node.start_mark
+                where = (f"line {first.line + 1} and line {again.line + 1}" if first.line != again.line else
+                         f"line {again.line + 1}, columns {first.column + 1} and {again.column + 1}")
+                raise ConfigError(f"config file {again.name}: {key!r} is given twice ({where}); keep one")
+        return super().construct_mapping(node, deep)
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML (.yaml/.yml) or TOML (.toml) config file into a dict (not yet validated)."""
+    """Read a YAML (.yaml/.yml), JSON or TOML (.toml) config file into a dict (not yet validated)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    if path.suffix not in (".toml", ".yaml", ".yml", ".json"):
+        raise ConfigError(f"config file {path}: use a .yaml, .yml, .toml or .json file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {error.start} cannot be decoded); save it "
+                          "as UTF-8") from None
     try:
         if path.suffix == ".toml":
             values = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml", ".json"):
-            values = yaml.safe_load(text) or {}
         else:
-            raise ConfigError(f"config file {path}: use a .yaml, .yml, .toml or .json file")
+            loader = _UniqueKeyLoader(text)
+            loader.name = str(path)  # named in the marks of errors
+            try:
+                values = loader.get_single_data() or {}
+            finally:
+                loader.dispose()
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(f"config file {path} cannot be parsed: {error}") from None
     if not isinstance(values, dict):
