@@ -10,6 +10,8 @@ from cyclegan.config import Config, apply_overrides
 from cyclegan.io.checkpoints import save_checkpoint
 from cyclegan.models import build_generators
 
+from .helpers import rewrite_checkpoint
+
 
 def _error_of(argv, capsys):
     assert main(argv) == 2
@@ -81,3 +83,43 @@ def test_a_bad_config_file_exits_2(tmp_path, monkeypatch, capsys, name, content,
     (tmp_path / name).write_bytes(content)
     assert message in _error_of(["train", "--config", name, "--run-dir", "run", "--dataroot", "no-data"], capsys)
     assert not (tmp_path / "run").exists()
+
+
+def _ngf(value):
+    return lambda config: config["model"].update(ngf=value)
+
+
+@pytest.mark.parametrize("edit,message", [
+    ({"config": _ngf(8)}, "its weights do not fit the networks its config describes (model=cyclegan, "
+                          "gen_arch=resnet_6blocks, ngf=8"),
+    ({"config": lambda c: c["model"].update(gen_arch="resnet_9blocks")}, "gen_ab.model.16.conv_block.1.weight is "
+                                                                         "missing"),
+    ({"config": _ngf(10**9)}, "the stored config cannot be used (ngf=1000000000 must be between 1 and 4096)"),
+    ({"metadata": lambda m: m.update(config="{ngf: 4")}, "the stored config is not valid JSON"),
+    ({"metadata": lambda m: m.pop("config")}, "holds no config"),
+    ({"drop_tensor": "/nets/gen_ba/model.1.weight"}, "the state names the tensor '/nets/gen_ba/model.1.weight'"),
+])
+@pytest.mark.parametrize("command", ["translate", "export"])
+def test_an_edited_or_damaged_checkpoint_exits_2_naming_it(tmp_path, capsys, tiny_model, edit, message, command):
+    model, image = tiny_model
+    edited = rewrite_checkpoint(model, tmp_path / "edited.safetensors", **edit)
+    argv = {"translate": ["translate", str(edited), str(image), "--out", str(tmp_path / "out"), "--quiet"],
+            "export": ["export", str(edited), "--out", str(tmp_path / "out")]}[command]
+    error = _error_of(argv, capsys)
+    assert str(edited) in error and message in error
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("edit,message", [
+    ({"metadata": lambda m: m.update(state="[1,")}, "the stored state record is not valid JSON"),
+    ({"metadata": lambda m: m.pop("config")}, "holds no config"),
+    ({"drop_tensor": "/nets/gen_ba/model.1.weight"}, "the state names the tensor '/nets/gen_ba/model.1.weight'"),
+])
+def test_resuming_from_a_damaged_checkpoint_exits_2_naming_it(tmp_path, capsys, tiny_model, edit, message):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    latest = rewrite_checkpoint(tiny_model[0], run / "checkpoints" / "latest.safetensors", **edit)
+    before = sorted(run.rglob("*"))
+    error = _error_of(["train", "--resume", "--run-dir", str(run), "--quiet"], capsys)
+    assert str(latest) in error and message in error
+    assert sorted(run.rglob("*")) == before
