@@ -8,13 +8,14 @@ import sys
 
 from ..config import ConfigError
 from ..data.folders import DatasetError
+from ..io.atomic import WriteError
 from ..io.checkpoints import CheckpointError
 from ..io.download import DownloadError
 from ..io.images import ImageError
 from ..metrics import MetricError
 from . import data, demo, eval, export, pretrained, train, translate
 
-USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ImageError, DownloadError, MetricError)
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ImageError, DownloadError, MetricError, WriteError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..config import Config, ModelConfig, config_to_json
-from .atomic import atomic_path
+from .atomic import atomic_path, write_failure
 
 FORMAT = "cyclegan-checkpoint"
 FORMAT_VERSION = "1"
@@ -67,7 +67,10 @@ def save_checkpoint(path: str | Path, config: Config, state: dict[str, Any]) -> 
                 "state": json.dumps(tree)}
     path = Path(path)
     with atomic_path(path) as temporary:
-        save_file(tensors, str(temporary), metadata=metadata)
+        try:
+            save_file(tensors, str(temporary), metadata=metadata)
+        except SafetensorError as error:  # how safetensors reports a full disk or any other I/O failure
+            raise write_failure(path, error) from error
     return path
 
 

@@ -23,7 +23,7 @@ from torch import nn
 from ..config import DISCRIMINATORS, GENERATORS, NORMS
 from ..nets.discriminators import build_discriminator
 from ..nets.generators import build_generator
-from .atomic import atomic_path
+from .atomic import atomic_path, write_failure
 from .checkpoints import CheckpointError
 
 # Our network -> the official checkpoint name suffix (net_<suffix>.pth).
@@ -187,6 +187,9 @@ def save_official(nets: dict[str, dict[str, torch.Tensor]], folder: str | Path, 
     for ours, state in nets.items():
         path = Path(folder) / f"{epoch}_net_{OFFICIAL_NAMES[ours]}.pth"
         with atomic_path(path) as temporary:
-            torch.save({key: value.detach().cpu().clone() for key, value in state.items()}, temporary)
+            try:
+                torch.save({key: value.detach().cpu().clone() for key, value in state.items()}, temporary)
+            except RuntimeError as error:  # torch's zip writer reports a full disk as "file write failed"
+                raise write_failure(path, error) from error
         written.append(path)
     return written
