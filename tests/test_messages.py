@@ -123,3 +123,35 @@ def test_resuming_from_a_damaged_checkpoint_exits_2_naming_it(tmp_path, capsys, 
     error = _error_of(["train", "--resume", "--run-dir", str(run), "--quiet"], capsys)
     assert str(latest) in error and message in error
     assert sorted(run.rglob("*")) == before
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["export", "MODEL", "--out", "taken"], "taken is a file, not a folder: export writes its files into the folder "
+                                            "taken; give a new or existing folder as --out"),
+    (["export", "MODEL", "--out", "taken/sub", "--format", "official"], "taken is a file, not a folder: export "
+                                                                        "writes its files into the folder taken/sub"),
+    (["data", "synth", "--out", "taken", "--size", "32", "--train", "1", "--test", "1"],
+     "taken is a file, not a folder: the data set is written as folders trainA, trainB, testA, testB inside taken"),
+    (["data", "synth", "--out", "taken/data", "--size", "32", "--train", "1", "--test", "1"],
+     "taken is a file, not a folder: the data set is written as folders trainA, trainB, testA, testB inside "
+     "taken/data"),
+    (["train", "--dir-a", "taken", "--dir-b", "images", "--run-dir", "run"], "taken is a file, not a folder of "
+                                                                             "images"),
+    (["train", "--dir-a", "images", "--dir-b", "taken/b", "--run-dir", "run"], "taken is a file, not a folder of "
+                                                                               "images"),
+    (["train", "--dataroot", "taken", "--run-dir", "run"], "taken is a file, not a folder of images"),
+    (["train", "--model", "pix2pix", "--dataroot", "taken", "--run-dir", "run"], "taken is a file, not a data set "
+                                                                                 "folder"),
+    (["train", "--model", "pix2pix", "--dir-a", "taken", "--dir-b", "images", "--run-dir", "run"],
+     "taken is a file, not a folder of images"),
+])
+def test_a_file_given_where_a_folder_belongs_is_named_as_a_file(tmp_path, monkeypatch, capsys, tiny_model, argv,
+                                                                message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "taken").write_text("keep me")
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "images" / "0.png")
+    argv = [str(tiny_model[0]) if arg == "MODEL" else arg for arg in argv]
+    error = _error_of([*argv, *(["--quiet"] if argv[0] == "train" else [])], capsys)
+    assert message in error and "does not exist" not in error
+    assert (tmp_path / "taken").read_text() == "keep me"

@@ -23,9 +23,10 @@ def export_model(source: str | Path, out: str | Path, fmt: str = "safetensors",
     if fmt not in FORMATS:
         raise ConfigError(f"format={fmt!r}; use one of {', '.join(FORMATS)}")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out} is a file, not a folder: export writes its files into a folder; give a new or "
-                          "existing folder as --out")
+    blocking = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ConfigError(f"{blocking} is a file, not a folder: export writes its files into the folder {out}; "
+                          "give a new or existing folder as --out")
     checkpoint = find_checkpoint(source)
     config, state = load_checkpoint(checkpoint, prefix="nets")
     nets = state["nets"]
