@@ -137,8 +137,8 @@ def test_the_smallest_crop_is_what_the_networks_accept(gen_arch, disc_arch, n_la
     """The arithmetic of `smallest_crop` against the networks themselves, for every norm, in training mode."""
     model = ModelConfig(gen_arch=gen_arch, disc_arch=disc_arch, n_layers_d=n_layers_d)
     smallest, multiple = smallest_crop(model), crop_multiple(model)
-    if multiple == 4:
-        sizes = range(1, 2 * smallest + 2)
+    if multiple == 4:  # every size up to two multiples past the smallest, and twice the smallest
+        sizes = [*range(1, smallest + 9), 2 * smallest]
     else:  # a U-Net's multiple is its smallest size: the sizes around it and around twice it
         sizes = (smallest // 2, smallest - 4, smallest - 1, smallest, smallest + 1, smallest + 4, 2 * smallest)
     for norm in NORMS:

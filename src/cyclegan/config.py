@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from .nets.sizes import size_multiple, smallest_input
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -236,30 +238,14 @@ class TrainConfig:
         return self.n_epochs + self.n_epochs_decay
 
 
-_UNET_LEVELS = {"unet_128": 7, "unet_256": 8}  # as nets/generators.py builds them
-
-
 def crop_multiple(model: ModelConfig) -> int:
-    """The multiple of which the generator needs its input sides: it halves them twice (ResNet) or once per
-    U-Net level, and the upsampling must give back the input's size exactly."""
-    return 2 ** _UNET_LEVELS[model.gen_arch] if model.gen_arch in _UNET_LEVELS else 4
+    """The multiple of which `model`'s generator needs its input sides (`nets.sizes.size_multiple`)."""
+    return size_multiple(model.gen_arch)
 
 
 def smallest_crop(model: ModelConfig) -> int:
-    """The smallest square training image `model`'s networks accept, by arithmetic over their layers.
-
-    ResNet generator: its residual blocks reflect-pad by 1, which needs maps of at least 2 pixels after the two
-    stride-2 convolutions: 8. U-Net: n levels halve the image down to 1 pixel at the innermost one: 2**n.
-    PatchGAN with n layers: n stride-2 4x4 convolutions (padding 1) take s to floor(s / 2**n), and the two stride-1
-    4x4 ones remove a pixel each, so one score needs floor(s / 2**n) >= 3: s >= 3 * 2**n (24 for the 70x70 one).
-    PixelGAN: its norm needs more than one pixel: 2. The result is rounded up to `crop_multiple`.
-    """
-    multiple = crop_multiple(model)
-    generator = multiple if model.gen_arch in _UNET_LEVELS else 8
-    n_layers = 3 if model.disc_arch == "basic" else model.n_layers_d
-    discriminator = 2 if model.disc_arch == "pixel" else 3 * 2**n_layers
-    smallest = max(generator, discriminator)
-    return -(-smallest // multiple) * multiple
+    """The smallest square training image `model`'s networks accept (`nets.sizes.smallest_input`)."""
+    return smallest_input(model.gen_arch, model.disc_arch, model.n_layers_d)
 
 
 _CROPPING = ("resize_and_crop", "crop", "scale_width_and_crop")
