@@ -36,3 +36,27 @@ def tiny_config(run_dir: Path, dataroot: Path, **overrides) -> Config:
     }
     options.update(overrides)
     return apply_overrides(Config(), options)
+
+
+def rewrite_checkpoint(source: Path, target: Path, config=None, state=None, drop_tensor=None, metadata=None) -> Path:
+    """A copy of checkpoint `source` as someone might have edited it: `config(dict)` / `state(dict)` edit the stored
+    JSON in place, `drop_tensor` removes one tensor, `metadata(dict)` edits the raw metadata strings."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(source), "pt") as handle:
+        stored = dict(handle.metadata())
+    tensors = load_file(str(source))
+    for key, edit in (("config", config), ("state", state)):
+        if edit is not None:
+            values = json.loads(stored[key])
+            edit(values)
+            stored[key] = json.dumps(values)
+    if metadata is not None:
+        metadata(stored)
+    if drop_tensor is not None:
+        del tensors[drop_tensor]
+    save_file(tensors, str(target), metadata=stored)
+    return target

@@ -2,19 +2,28 @@ import argparse
 import dataclasses
 
 import pytest
+import torch
 
 from cyclegan.cli.options import add_config_options, given_options
 from cyclegan.config import (
+    GENERATORS,
+    NORMS,
     SECTIONS,
     Config,
     ConfigError,
     ModelConfig,
     apply_overrides,
     config_from_json,
+    config_from_layers,
     config_to_json,
     config_to_yaml,
+    crop_multiple,
+    field_types,
     load_config_file,
+    smallest_crop,
 )
+from cyclegan.nets.discriminators import build_discriminator
+from cyclegan.nets.generators import build_generator
 
 
 def test_defaults_are_the_papers():
@@ -100,3 +109,100 @@ def test_readme_documents_every_option():
     for cls in SECTIONS.values():
         for spec in dataclasses.fields(cls):
             assert f"`--{spec.name.replace('_', '-')}`" in readme, spec.name
+
+
+FLOAT_OPTIONS = [(section, spec.name) for section, cls in SECTIONS.items() for spec in dataclasses.fields(cls)
+                 if field_types(cls)[spec.name] is float]
+
+
+@pytest.mark.parametrize("section,name", FLOAT_OPTIONS)
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), "nan", "-inf"])
+def test_every_float_option_refuses_nan_and_infinity(section, name, value):
+    assert len(FLOAT_OPTIONS) >= 10  # six lambdas, init_gain, lr, beta1, beta2
+    with pytest.raises(ConfigError, match=rf"^{name}=-?(nan|inf) must be a finite number"):
+        apply_overrides(Config(), {section: {name: value}})
+
+
+def _accepts(net, size, generator):
+    try:
+        out = net(torch.zeros(1, 3, size, size))
+    except (RuntimeError, ValueError):  # too small to pad, convolve or normalise
+        return False
+    return out.shape[-2:] == (size, size) if generator else out.numel() > 0
+
+
+@pytest.mark.parametrize("gen_arch", GENERATORS)
+@pytest.mark.parametrize("disc_arch,n_layers_d", [("basic", 3), ("n_layers", 1), ("n_layers", 4), ("pixel", 3)])
+def test_the_smallest_crop_is_what_the_networks_accept(gen_arch, disc_arch, n_layers_d):
+    """The arithmetic of `smallest_crop` against the networks themselves, for every norm, in training mode."""
+    model = ModelConfig(gen_arch=gen_arch, disc_arch=disc_arch, n_layers_d=n_layers_d)
+    smallest, multiple = smallest_crop(model), crop_multiple(model)
+    if multiple == 4:  # every size up to two multiples past the smallest, and twice the smallest
+        sizes = [*range(1, smallest + 9), 2 * smallest]
+    else:  # a U-Net's multiple is its smallest size: the sizes around it and around twice it
+        sizes = (smallest // 2, smallest - 4, smallest - 1, smallest, smallest + 1, smallest + 4, 2 * smallest)
+    for norm in NORMS:
+        gen = build_generator(gen_arch, 3, 3, 1, norm, False).train()
+        disc = build_discriminator(disc_arch, 3, 1, n_layers_d, norm).train()
+        accepted = [size for size in sizes if _accepts(gen, size, True) and _accepts(disc, size, False)]
+        assert accepted == [size for size in sizes if size >= smallest and size % multiple == 0], norm
+
+
+def test_crop_size_is_checked_against_the_networks_with_the_minimum_named():
+    with pytest.raises(ConfigError, match=r"crop_size=64 is too small for gen_arch=unet_128 .* at least 128"):
+        apply_overrides(Config(), {"gen_arch": "unet_128", "crop_size": 64, "load_size": 64})
+    with pytest.raises(ConfigError, match=r"n_layers_d=5: they need crops of at least 96 pixels"):
+        apply_overrides(Config(), {"disc_arch": "n_layers", "n_layers_d": 5, "crop_size": 64})
+    with pytest.raises(ConfigError, match=r"crop_size=26 is not a multiple of 4.*use 24 or 28"):
+        apply_overrides(Config(), {"crop_size": 26})
+    assert apply_overrides(Config(), {"crop_size": 24, "load_size": 24}).data.crop_size == 24
+    # sizes that come from the files are not the config's to check
+    assert apply_overrides(Config(), {"crop_size": 2, "preprocess": "none"}).data.crop_size == 2
+
+
+def test_a_config_file_and_flags_are_checked_together(tmp_path):
+    """pix2pix's U-Net-256 and a 128-pixel crop from the file, the 128-pixel U-Net from the flags: valid together."""
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  model: pix2pix\ndata:\n  crop_size: 128\n  load_size: 144\n")
+    config = config_from_layers(load_config_file(path), {"model": {"gen_arch": "unet_128"}})
+    assert (config.model.gen_arch, config.data.crop_size) == ("unet_128", 128)
+    with pytest.raises(ConfigError, match="crop_size=128 is too small for gen_arch=unet_256"):
+        config_from_layers(load_config_file(path))
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"n_layers_d": 11}, "n_layers_d=11 must be between 1 and 10"),
+    ({"device": "cuda:01"}, "device='cuda:01' is not a device"),
+    ({"device": "gpu"}, "device='gpu' is not a device"),
+    ({"seed": -3}, "seed=-3 must be between 0 and 18446744073709551615"),
+])
+def test_more_bad_values_are_refused_with_the_name(values, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(Config(), values)
+
+
+def test_the_largest_seed_and_width_are_accepted():
+    config = apply_overrides(Config(), {"seed": 2**64 - 1, "ngf": 4096, "ndf": 4096, "device": "cuda:12"})
+    assert (config.train.seed, config.model.ngf, config.train.device) == (2**64 - 1, 4096, "cuda:12")
+
+
+@pytest.mark.parametrize("name,text,message", [
+    ("sections.yaml", "model:\n  ngf: 8\n  ndf: 4\n  ngf: 16\n", r"'ngf' is given twice \(line 2 and line 4\)"),
+    ("flat.yml", "ngf: 8\nlr: 0.1\nngf: 9\n", r"'ngf' is given twice \(line 1 and line 3\)"),
+    ("twice.yaml", "model:\n  ngf: 8\nmodel:\n  ndf: 8\n", r"'model' is given twice \(line 1 and line 3\)"),
+    ("flat.json", '{"ngf": 8, "ngf": 9}', r"'ngf' is given twice \(line 1, columns 2 and 12\)"),
+])
+def test_a_key_given_twice_is_refused_with_its_lines(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"^config file {path}: {message}; keep one$"):
+        load_config_file(path)
+
+
+def test_a_config_file_that_is_not_utf8_is_refused(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("ngf: 8\n# café\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=rf"config file {path} is not UTF-8 text \(byte 12 .*save it as UTF-8"):
+        load_config_file(path)
+    path.write_bytes("ngf: 8\n# café\n".encode())
+    assert load_config_file(path) == {"ngf": 8}

@@ -7,6 +7,7 @@ import shlex
 import socket
 import stat
 import threading
+import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,6 +30,8 @@ class FixtureServer:
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
         self.cut_next: set[str] = set()
         self.ignore_range = False
+        # path -> (bytes sent at once, then bytes per piece, seconds between pieces): a slow or stalling server
+        self.trickle: dict[str, tuple[int, int, float]] = {}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -59,6 +62,17 @@ class FixtureServer:
                     # Promise the whole file, send half, hang up: what a dropped connection looks like.
                     server.cut_next.discard(self.path)
                     payload = payload[: len(payload) // 2]
+                if self.path in server.trickle:
+                    head, piece, pause = server.trickle[self.path]
+                    self.wfile.write(payload[:head])
+                    for offset in range(head, len(payload), piece):
+                        time.sleep(pause)
+                        try:
+                            self.wfile.write(payload[offset:offset + piece])
+                            self.wfile.flush()
+                        except OSError:  # the client gave up
+                            return
+                    return
                 self.wfile.write(payload)
 
             def log_message(self, *args) -> None:
@@ -401,3 +415,35 @@ def test_translate_with_a_pretrained_model_end_to_end(server, cache, model_state
     expected = translator(Image.open(tmp_path / "horse.png"))
     assert expected.tobytes() == Image.open(out / "horse.png").tobytes()
     assert main(["translate", "--pretrained", "hors2zebra", str(tmp_path / "horse.png"), "--quiet"]) == 2
+
+
+def test_a_trickling_download_is_abandoned_and_its_part_kept_for_a_resume(server, tmp_path, model_bytes):
+    """A byte every 0.1 s never trips the per-read socket timeout; the stall check (here 100 bytes a second)
+    does, after about a second, and the next call resumes the part."""
+    server.files["/slow.pth"] = model_bytes
+    server.trickle["/slow.pth"] = (1000, 1, 0.1)
+    target = tmp_path / "slow.pth"
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match=r"the download of .*/slow.pth stalled: \d+ bytes in \d+ s \(less than "
+                                            r"100 bytes in 1 s\); the partial file .*slow.pth.part is kept"):
+        download(f"{server.url}/slow.pth", target, show_progress=False, timeout=5, stall_seconds=1.0,
+                 stall_bytes=100)
+    assert time.monotonic() - started < 4
+    part = tmp_path / "slow.pth.part"
+    kept = part.stat().st_size
+    assert 1000 <= kept < 1100 and not target.exists()
+    assert part.read_bytes() == model_bytes[:kept]
+    del server.trickle["/slow.pth"]
+    download(f"{server.url}/slow.pth", target, show_progress=False, stall_seconds=1.0, stall_bytes=100)
+    assert target.read_bytes() == model_bytes
+    assert server.requests[-1] == ("/slow.pth", f"bytes={kept}-")  # resumed where the stalled transfer stopped
+
+
+def test_a_slow_but_steady_download_is_not_abandoned(server, tmp_path):
+    """600 bytes at 60 bytes per 0.1 s: above the floor (60 bytes per 0.3 s) in every window, so it completes."""
+    body = bytes(range(200)) * 3
+    server.files["/steady.bin"] = body
+    server.trickle["/steady.bin"] = (0, 60, 0.1)
+    target = download(f"{server.url}/steady.bin", tmp_path / "steady.bin", show_progress=False,
+                      stall_seconds=0.3, stall_bytes=60)
+    assert target.read_bytes() == body

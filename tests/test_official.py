@@ -103,7 +103,7 @@ def test_a_pickle_that_runs_code_is_refused_and_nothing_runs(tmp_path):
 
     evil = tmp_path / "horse2zebra.pth"
     torch.save({"model.1.weight": torch.zeros(1), "extra": Payload()}, evil)
-    with pytest.raises(CheckpointError, match="refused: it holds Python objects besides tensors"):
+    with pytest.raises(CheckpointError, match="refused: besides tensors it holds pickled Python objects"):
         load_official_generator(evil)
     assert not marker.exists()
 
@@ -139,3 +139,26 @@ def test_export_official_and_safetensors_then_translate(tmp_path):
     from_file = Translator.load(model_file, device="cpu")
     assert from_file.config == ours.config
     assert torch.equal(from_file(x), ours(x))
+
+
+class _Settings:  # what training scripts often pickle beside the weights (an options object)
+    pass
+
+
+@pytest.mark.parametrize("content,refused", [
+    (lambda: torch.nn.Linear(2, 2), "torch.nn.modules.linear.Linear"),
+    (lambda: {"state_dict": {"w": torch.ones(1)}, "opt": _Settings()}, f"{__name__}._Settings"),
+])
+def test_the_refusal_of_pickled_objects_says_what_why_and_how_to_resave(tmp_path, content, refused):
+    path = tmp_path / "model.pth"
+    torch.save(content(), path)
+    with pytest.raises(CheckpointError) as raised:
+        read_state_dict(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path} was refused: besides tensors it holds pickled Python objects (the first "
+                              f"that torch refused: {refused}), and unpickling those can run any code")
+    assert "torch.load(weights_only=True)" in message and "If you trust the file" in message
+    example = message.split('python -c "')[1].split('"')[0]
+    assert example == (f"import torch; torch.save(torch.load({str(path)!r}, weights_only=False).state_dict(), "
+                       "'weights.pth')")
+    assert message.endswith("instead of .state_dict()).") and "\x1b" not in message and "Please use" not in message

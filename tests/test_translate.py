@@ -58,7 +58,8 @@ def test_wrong_direction_or_channels_are_refused(translator):
 
 
 def test_grayscale_domain_and_unet_multiple():
-    config = apply_overrides(tiny_config("u", "u"), {"channels_a": 1, "lambda_identity": 0.0, "gen_arch": "unet_128"})
+    config = apply_overrides(tiny_config("u", "u"), {"channels_a": 1, "lambda_identity": 0.0, "gen_arch": "unet_128",
+                                                     "load_size": 128, "crop_size": 128})
     translator = Translator.from_config(config)
     out = translator(Image.new("L", (50, 70), 128))
     assert out.size == (50, 70) and out.mode == "RGB"

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .nets.sizes import size_multiple, smallest_input
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -61,6 +65,19 @@ def _check_positive(name: str, value: float, allow_zero: bool = False) -> None:
         raise ConfigError(f"{name}={value!r} must be {'>= 0' if allow_zero else '> 0'}")
 
 
+def _check_range(name: str, value: float, low: float, high: float, high_inclusive: bool = True) -> None:
+    if not (low <= value <= high) or (value == high and not high_inclusive):
+        raise ConfigError(f"{name}={value!r} must be between {low} and {high}"
+                          f"{'' if high_inclusive else ' (exclusive)'}")
+
+
+# Widths beyond this are far past any published CycleGAN/pix2pix (64) and only end in an allocation failure.
+MAX_WIDTH = 4096
+MAX_N_LAYERS_D = 10  # the n_layers PatchGAN then needs crops of at least 3 * 2**10 = 3072 pixels
+MAX_SEED = 2**64 - 1  # torch.manual_seed's limit
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:(0|[1-9][0-9]*))?")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Networks and objective. Paper notation: G: A->B is gen_ab, F: B->A is gen_ba, D_B judges domain B."""
@@ -72,9 +89,10 @@ class ModelConfig:
                            "(paper, 128px), unet_128, unet_256 (pix2pix).", GENERATORS)
     disc_arch: str = option("basic", "Discriminator: basic (70x70 PatchGAN), n_layers (PatchGAN with --n-layers-d), "
                             "pixel (1x1 PixelGAN).", DISCRIMINATORS)
-    n_layers_d: int = option(3, "Downsampling layers of the n_layers PatchGAN (3 gives the 70x70 basic one).")
-    ngf: int = option(64, "Generator width: filters in the first convolution.")
-    ndf: int = option(64, "Discriminator width: filters in the first convolution.")
+    n_layers_d: int = option(3, "Downsampling layers of the n_layers PatchGAN (3 gives the 70x70 basic one; "
+                             f"1 to {MAX_N_LAYERS_D}).")
+    ngf: int = option(64, f"Generator width: filters in the first convolution (1 to {MAX_WIDTH}).")
+    ndf: int = option(64, f"Discriminator width: filters in the first convolution (1 to {MAX_WIDTH}).")
     norm: str = option("instance", "Normalisation layer in both networks (paper: instance).", NORMS)
     dropout: bool = option(False, "Dropout 0.5 in the generator's residual / U-Net blocks.")
     init_type: str = option("normal", "Weight initialisation (paper: Gaussian N(0, 0.02)).", INITS)
@@ -97,9 +115,10 @@ class ModelConfig:
     lambda_l1: float = option(100.0, "Weight of pix2pix's L1 loss |G(a) - b| (Isola et al. 2017, Sec. 4: 100).")
 
     def __post_init__(self) -> None:
-        _validate_choices(self)
-        for name in ("ngf", "ndf", "n_layers_d"):
-            _check_positive(name, getattr(self, name))
+        _validate_fields(self)
+        for name in ("ngf", "ndf"):
+            _check_range(name, getattr(self, name), 1, MAX_WIDTH)
+        _check_range("n_layers_d", self.n_layers_d, 1, MAX_N_LAYERS_D)
         for name in ("lambda_a", "lambda_b", "lambda_identity", "lambda_gp", "init_gain", "lambda_self_reg",
                      "lambda_l1"):
             _check_positive(name, getattr(self, name), allow_zero=True)
@@ -155,7 +174,7 @@ class DataConfig:
     num_workers: int = option(2, "Processes that load images in the background (0 loads in the main process).")
 
     def __post_init__(self) -> None:
-        _validate_choices(self)
+        _validate_fields(self)
         for name in ("load_size", "crop_size", "builtin_size", "builtin_count"):
             _check_positive(name, getattr(self, name))
         _check_positive("num_workers", self.num_workers, allow_zero=True)
@@ -183,7 +202,8 @@ class TrainConfig:
     lr_policy: str = option("linear", "Learning-rate schedule: linear (paper), step, cosine.", LR_POLICIES)
     lr_decay_epochs: int = option(50, "With lr_policy=step: multiply the rate by 0.1 every this many epochs.")
     pool_size: int = option(50, "Generated images the discriminators remember (Shrivastava et al.: 50; 0 = off).")
-    seed: int = option(0, "Random seed for initialisation, data order, augmentation and the image pools.")
+    seed: int = option(0, "Random seed for initialisation, data order, augmentation and the image pools "
+                       "(0 to 2**64 - 1).")
     deterministic: bool = option(False, "Use deterministic algorithms only (bit-exact resume; slower on GPU).")
     device: str = option("auto", "Device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
     fast_convolutions: bool = option(False, "On the CPU, run the ResNet generator's stride-1 convolutions "
@@ -204,9 +224,14 @@ class TrainConfig:
     num_samples: int = option(4, "Fixed test images shown in the sample grids after each epoch.")
 
     def __post_init__(self) -> None:
-        _validate_choices(self)
+        _validate_fields(self)
         for name in ("batch_size", "lr", "save_every", "lr_decay_epochs"):
             _check_positive(name, getattr(self, name))
+        for name in ("beta1", "beta2"):  # Adam's moment decay rates: torch.optim.Adam refuses others
+            _check_range(name, getattr(self, name), 0.0, 1.0, high_inclusive=False)
+        _check_range("seed", self.seed, 0, MAX_SEED)
+        if not _DEVICE.fullmatch(self.device):
+            raise ConfigError(f"device={self.device!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
         for name in ("n_epochs", "n_epochs_decay", "pool_size", "num_samples"):
             _check_positive(name, getattr(self, name), allow_zero=True)
         if self.n_epochs + self.n_epochs_decay == 0:
@@ -217,6 +242,35 @@ class TrainConfig:
         return self.n_epochs + self.n_epochs_decay
 
 
+def crop_multiple(model: ModelConfig) -> int:
+    """The multiple of which `model`'s generator needs its input sides (`nets.sizes.size_multiple`)."""
+    return size_multiple(model.gen_arch)
+
+
+def smallest_crop(model: ModelConfig) -> int:
+    """The smallest square training image `model`'s networks accept (`nets.sizes.smallest_input`)."""
+    return smallest_input(model.gen_arch, model.disc_arch, model.n_layers_d)
+
+
+_CROPPING = ("resize_and_crop", "crop", "scale_width_and_crop")
+
+
+def _check_crop_size(model: ModelConfig, data: DataConfig) -> None:
+    if data.preprocess not in _CROPPING:
+        return  # the image sizes come from the files (`none`) or their aspect ratio (`scale_width`)
+    smallest, multiple = smallest_crop(model), crop_multiple(model)
+    networks = f"gen_arch={model.gen_arch} with disc_arch={model.disc_arch}" + (
+        f" and n_layers_d={model.n_layers_d}" if model.disc_arch == "n_layers" else "")
+    if data.crop_size < smallest:
+        raise ConfigError(f"crop_size={data.crop_size} is too small for {networks}: they need crops of at least "
+                          f"{smallest} pixels; use crop_size >= {smallest}")
+    if data.crop_size % multiple:
+        lower = data.crop_size // multiple * multiple
+        sizes = f"{lower} or {lower + multiple}" if lower >= smallest else str(lower + multiple)
+        raise ConfigError(f"crop_size={data.crop_size} is not a multiple of {multiple}, which the {model.gen_arch} "
+                          f"generator needs to give back images of the input's size; use {sizes}")
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything a run needs; saved as config.yaml in the run folder and inside every checkpoint."""
@@ -224,6 +278,9 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        _check_crop_size(self.model, self.data)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
@@ -246,11 +303,15 @@ class Config:
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 
 
-def _validate_choices(obj: Any) -> None:
+def _validate_fields(obj: Any) -> None:
+    """Checks every field needs: one of its choices, if it has them; a finite number, if it is a float."""
     for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
         choices = f.metadata.get("choices")
         if choices is not None:
-            _check_choice(f.name, getattr(obj, f.name), choices)
+            _check_choice(f.name, value, choices)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{f.name}={value!r} must be a finite number")
 
 
 def field_types(section: type) -> dict[str, Any]:
@@ -291,9 +352,10 @@ def _section_of(name: str) -> str:
     return owners[0]
 
 
-def apply_overrides(config: Config, values: dict[str, Any]) -> Config:
-    """Return `config` with `values` applied; `values` is sectioned ({'model': {...}}) or flat ({'ngf': 32})."""
-    updates: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+def _sectioned(values: dict[str, Any], updates: dict[str, dict[str, Any]] | None = None
+               ) -> dict[str, dict[str, Any]]:
+    """`values`, sectioned or flat, as {'model': {...}, 'data': {...}, 'train': {...}}, added to `updates`."""
+    updates = updates if updates is not None else {s: {} for s in SECTIONS}
     for key, value in values.items():
         if key in SECTIONS and isinstance(value, dict):
             for name, inner in value.items():
@@ -302,6 +364,12 @@ def apply_overrides(config: Config, values: dict[str, Any]) -> Config:
                 updates[key][name] = inner
         else:
             updates[_section_of(key)][key] = value
+    return updates
+
+
+def apply_overrides(config: Config, values: dict[str, Any]) -> Config:
+    """Return `config` with `values` applied; `values` is sectioned ({'model': {...}}) or flat ({'ngf': 32})."""
+    updates = _sectioned(values)
     sections = {}
     for name, cls in SECTIONS.items():
         coerced = {k: _coerce(cls, k, v) for k, v in updates[name].items()}
@@ -334,27 +402,55 @@ def config_from_layers(*layers: dict[str, Any]) -> Config:
     """Build a config from option layers applied in order (e.g. a config file, then command-line flags), on top
     of the defaults of the model the last layer naming one chooses (`Config.for_model`)."""
     model = Config().model.model
+    merged: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     for layer in layers:
         model = _model_named_in(layer) or model
-    config = Config.for_model(model)
-    for layer in layers:
-        config = apply_overrides(config, layer)
-    return config
+        _sectioned(layer, merged)
+    # Applied at once, so that checks across options see the final values, not a half-applied mix of layers.
+    return apply_overrides(Config.for_model(model), merged)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:
+                continue  # an unhashable key: SafeLoader refuses it below
+            if first is not key_node.start_mark:
+                again = key_node.start_mark
+                where = (f"line {first.line + 1} and line {again.line + 1}" if first.line != again.line else
+                         f"line {again.line + 1}, columns {first.column + 1} and {again.column + 1}")
+                raise ConfigError(f"config file {again.name}: {key!r} is given twice ({where}); keep one")
+        return super().construct_mapping(node, deep)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML (.yaml/.yml) or TOML (.toml) config file into a dict (not yet validated)."""
+    """Read a YAML (.yaml/.yml), JSON or TOML (.toml) config file into a dict (not yet validated)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    if path.suffix not in (".toml", ".yaml", ".yml", ".json"):
+        raise ConfigError(f"config file {path}: use a .yaml, .yml, .toml or .json file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {error.start} cannot be decoded); save it "
+                          "as UTF-8") from None
     try:
         if path.suffix == ".toml":
             values = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml", ".json"):
-            values = yaml.safe_load(text) or {}
         else:
-            raise ConfigError(f"config file {path}: use a .yaml, .yml, .toml or .json file")
+            loader = _UniqueKeyLoader(text)
+            loader.name = str(path)  # named in the marks of errors
+            try:
+                values = loader.get_single_data() or {}
+            finally:
+                loader.dispose()
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(f"config file {path} cannot be parsed: {error}") from None
     if not isinstance(values, dict):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .config import ConfigError
 from .io.checkpoints import find_checkpoint, load_checkpoint, save_checkpoint
 from .io.official import save_official
+from .models import check_checkpoint_networks
 
 FORMATS = ("safetensors", "official")
 
@@ -19,12 +21,21 @@ def export_model(source: str | Path, out: str | Path, fmt: str = "safetensors",
     `latest_net_D_B.pth`) with the official key names, which the official test.py loads unchanged.
     """
     if fmt not in FORMATS:
-        raise ValueError(f"format={fmt!r}; use one of {', '.join(FORMATS)}")
-    config, state = load_checkpoint(find_checkpoint(source), prefix="nets")
-    nets = state["nets"]
-    if not with_discriminators or fmt == "safetensors":
-        nets = {name: weights for name, weights in nets.items() if name.startswith("gen_")}
+        raise ConfigError(f"format={fmt!r}; use one of {', '.join(FORMATS)}")
     out = Path(out)
+    blocking = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ConfigError(f"{blocking} is a file, not a folder: export writes its files into the folder {out}; "
+                          "give a new or existing folder as --out")
+    checkpoint = find_checkpoint(source)
+    config, state = load_checkpoint(checkpoint, prefix="nets")
+    nets = state["nets"]
+    discriminators = with_discriminators and fmt == "official"
+    # What is written must rebuild from its config: every generator, and the discriminators that are written.
+    check_checkpoint_networks(config, nets, checkpoint,
+                              lambda name: name.startswith("gen_") or (discriminators and name in nets))
+    if not discriminators:
+        nets = {name: weights for name, weights in nets.items() if name.startswith("gen_")}
     if fmt == "safetensors":
         return [save_checkpoint(out / "model.safetensors", config, {"nets": nets})]
     return save_official(nets, out)

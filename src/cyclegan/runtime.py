@@ -11,9 +11,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from .config import ConfigError
+
 
 def select_device(name: str = "auto") -> torch.device:
-    """`auto` picks CUDA, then Apple's MPS, then the CPU; any other name is checked and used as given."""
+    """`auto` picks CUDA, then Apple's MPS, then the CPU; any other name is checked and used as given.
+
+    A name that is not a device, or a device this machine lacks, raises ConfigError saying what to use instead.
+    """
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -22,14 +27,18 @@ def select_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     try:
         device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for, but this PyTorch sees no CUDA GPU; use --device cpu")
+        raise ConfigError(f"device {name!r} was asked for, but this PyTorch sees no CUDA GPU; use --device cpu "
+                          "(or auto)")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible")
+        raise ConfigError(f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible; "
+                          f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("device 'mps' was asked for, but MPS is not available here; use --device cpu")
+        raise ConfigError("device 'mps' was asked for, but MPS is not available here; use --device cpu (or auto)")
     return device
 
 

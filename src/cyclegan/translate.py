@@ -23,7 +23,7 @@ from .config import DIRECTIONS, Config, ModelConfig
 from .io.checkpoints import CheckpointError, find_checkpoint, load_checkpoint
 from .io.images import image_to_tensor, load_image, save_image, tensor_to_image
 from .io.official import load_official_generator, official_checkpoint_files
-from .models import build_generators
+from .models import build_generators, load_generators
 from .nets.layers import set_fast_convolutions
 from .progress import progress_bar
 from .runtime import keep_freed_memory, select_device
@@ -79,12 +79,7 @@ class Translator:
         checkpoint = find_checkpoint(path)
         target = select_device(device)
         config, state = load_checkpoint(checkpoint, device="cpu", prefix="nets")
-        with torch.device("meta"):  # no time spent initialising weights that the file replaces at once
-            generators = build_generators(config.model)
-        for name, generator in generators.items():
-            generator.load_state_dict(state["nets"][name], assign=True)
-            if any(tensor.is_meta for tensor in [*generator.parameters(), *generator.buffers()]):
-                raise CheckpointError(f"{checkpoint}: {name} has tensors the file does not hold")
+        generators = load_generators(config.model, state["nets"], checkpoint)  # checked against the config
         logger.info("loaded %s (%s, %s, ngf=%d)", checkpoint, config.model.model, config.model.gen_arch,
                     config.model.ngf)
         return cls(generators["gen_ab"], generators.get("gen_ba"), config.model, target)

@@ -8,6 +8,7 @@ import sys
 
 from ..config import ConfigError
 from ..data.folders import DatasetError
+from ..io.atomic import WriteError
 from ..io.checkpoints import CheckpointError
 from ..io.download import DownloadError
 from ..io.images import ImageError
@@ -15,7 +16,7 @@ from ..metrics import MetricError
 from ..training.loop import TrainingError
 from . import data, demo, eval, export, pretrained, train, translate
 
-USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ImageError, DownloadError, MetricError)
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ImageError, DownloadError, MetricError, WriteError)
 
 
 def build_parser() -> argparse.ArgumentParser:

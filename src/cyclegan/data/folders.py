@@ -31,6 +31,10 @@ class DatasetError(ValueError):
 
 
 def _check_folder(folder: Path) -> None:
+    blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise DatasetError(f"{blocking} is a file, not a folder of images; {_LAYOUT} (or give --dir-a and --dir-b, "
+                           "each a folder of images)")
     if not folder.is_dir():
         raise DatasetError(f"folder {folder} does not exist; {_LAYOUT} (or give --dir-a and --dir-b)")
     if not list_images(folder):
@@ -112,6 +116,8 @@ def resolve_aligned_folders(config: DataConfig, phase: str = "train") -> tuple[P
     if config.dir_a is not None and config.dir_b is not None:
         return Path(config.dir_a), Path(config.dir_b)
     root = Path(config.dataroot)
+    if root.exists() and not root.is_dir():
+        raise DatasetError(f"{root} is a file, not a data set folder; {_ALIGNED_LAYOUT.format(phase=phase)}")
     if (root / phase).is_dir() and list_images(root / phase):
         return root / phase, None
     if (root / f"{phase}A").is_dir() and (root / f"{phase}B").is_dir():

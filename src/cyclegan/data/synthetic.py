@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cyclegan.data.folders import DatasetError
 from cyclegan.data.synthetic_scene import (
     BUILDING,
     CAR,
@@ -285,6 +286,10 @@ def write_dataset(out_dir: str | Path, size: int = 128, n_train: int = 200, n_te
     rewritten.
     """
     out_dir = Path(out_dir)
+    blocking = next((p for p in (out_dir, *out_dir.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise DatasetError(f"{blocking} is a file, not a folder: the data set is written as folders trainA, trainB, "
+                           f"testA, testB inside {out_dir}; give a new or existing folder")
     parameters = _parameters(size, n_train, n_test, seed, paired)
     if _is_complete(out_dir, parameters):
         return out_dir

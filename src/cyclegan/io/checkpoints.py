@@ -8,15 +8,17 @@ tensor is stored under its path ("optimizers/gen/state/3/exp_avg") and replaced 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
+from torch import nn
 
-from ..config import Config, ConfigError, config_from_json, config_to_json
-from .atomic import atomic_path
+from ..config import Config, ModelConfig, config_to_json
+from .atomic import atomic_path, write_failure
 
 FORMAT = "cyclegan-checkpoint"
 FORMAT_VERSION = "1"
@@ -65,7 +67,10 @@ def save_checkpoint(path: str | Path, config: Config, state: dict[str, Any]) -> 
                 "state": json.dumps(tree)}
     path = Path(path)
     with atomic_path(path) as temporary:
-        save_file(tensors, str(temporary), metadata=metadata)
+        try:
+            save_file(tensors, str(temporary), metadata=metadata)
+        except SafetensorError as error:  # how safetensors reports a full disk or any other I/O failure
+            raise write_failure(path, error) from error
     return path
 
 
@@ -84,23 +89,92 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return metadata
 
 
+_DAMAGED = "the file is damaged or was edited; use the file as cyclegan wrote it, or another checkpoint"
+
+
+def _stored_json(path: str | Path, metadata: dict[str, str], key: str, what: str) -> Any:
+    if key not in metadata:
+        raise CheckpointError(f"{path} holds no {what} (no {key!r} entry in its metadata); {_DAMAGED}")
+    try:
+        return json.loads(metadata[key])
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: the stored {what} is not valid JSON ({error}); {_DAMAGED}") from None
+
+
+def _stored_config(path: str | Path, metadata: dict[str, str]) -> Config:
+    values = _stored_json(path, metadata, "config", "config")
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{path}: the stored config is not a mapping of options; {_DAMAGED}")
+    try:
+        return Config.from_dict(values)
+    except (ValueError, TypeError, AttributeError) as error:  # ConfigError is a ValueError
+        raise CheckpointError(f"{path}: the stored config cannot be used ({error}); {_DAMAGED}") from None
+
+
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
                     prefix: str | None = None) -> tuple[Config, dict[str, Any]]:
-    """Read a checkpoint: its config and state tree. With `prefix` (e.g. "nets"), only that part of the state."""
+    """Read a checkpoint: its config and state tree. With `prefix` (e.g. "nets"), only that part of the state.
+
+    A file that is not a whole cyclegan checkpoint (config or state missing or not JSON, a tensor the state names
+    but the file lacks) raises CheckpointError; `check_network_state` then checks the networks' tensors.
+    """
     metadata = read_metadata(path)
-    try:
-        config = config_from_json(metadata["config"])
-    except (ConfigError, KeyError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path}: the stored config cannot be read ({error})") from None
-    tree = json.loads(metadata["state"])
+    config = _stored_config(path, metadata)
+    tree = _stored_json(path, metadata, "state", "state record")
     if prefix is not None:
+        if not isinstance(tree, dict) or prefix not in tree:
+            raise CheckpointError(f"{path} holds no {prefix!r} state; {_DAMAGED}")
         tree = {prefix: tree[prefix]}
-        wanted = f"/{prefix}/"
-        with safe_open(str(path), framework="pt", device=str(device)) as handle:
-            tensors = {key: handle.get_tensor(key) for key in handle.keys() if key.startswith(wanted)}
-    else:
-        tensors = load_file(str(path), device=str(device))
-    return config, _decode(tree, tensors)
+    try:
+        if prefix is not None:
+            with safe_open(str(path), framework="pt", device=str(device)) as handle:
+                tensors = {key: handle.get_tensor(key) for key in handle.keys() if key.startswith(f"/{prefix}/")}
+        else:
+            tensors = load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: its tensors cannot be read ({error}); {_DAMAGED}") from None
+    try:
+        return config, _decode(tree, tensors)
+    except KeyError as error:
+        raise CheckpointError(f"{path}: the state names the tensor {error.args[0]!r}, which the file does not "
+                              f"hold; {_DAMAGED}") from None
+    except (TypeError, ValueError, AttributeError):
+        raise CheckpointError(f"{path}: the stored state record is malformed; {_DAMAGED}") from None
+
+
+def _architecture(config: ModelConfig) -> str:
+    return (f"model={config.model}, gen_arch={config.gen_arch}, ngf={config.ngf}, disc_arch={config.disc_arch}, "
+            f"ndf={config.ndf}, norm={config.norm}, channels_a={config.channels_a}, channels_b={config.channels_b}")
+
+
+def _network_problems(name: str, net: nn.Module, stored: Any) -> list[str]:
+    if not isinstance(stored, Mapping):
+        return [f"no weights for {name}"]
+    expected = net.state_dict()
+    problems = [f"{name}.{key} is missing" for key in expected if key not in stored]
+    problems += [f"{name}.{key} is not a network tensor" for key in stored if key not in expected]
+    for key, tensor in expected.items():
+        value = stored.get(key)
+        if key in stored and not isinstance(value, torch.Tensor):
+            problems.append(f"{name}.{key} is not a tensor")
+        elif key in stored and value.shape != tensor.shape:
+            problems.append(f"{name}.{key} has shape {list(value.shape)}, the config needs {list(tensor.shape)}")
+    return problems
+
+
+def check_network_state(path: str | Path, networks: Mapping[str, nn.Module], state: Any,
+                        config: ModelConfig | None = None) -> None:
+    """Raise CheckpointError unless `state` (a checkpoint's "nets") holds for each of `networks` exactly the
+    tensors it has, of the same shapes. The networks may be built on the meta device: only shapes are read."""
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: the stored networks are not a mapping of weights; {_DAMAGED}")
+    problems = [problem for name, net in networks.items() for problem in _network_problems(name, net, state.get(name))]
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        described = f" ({_architecture(config)})" if config is not None else ""
+        raise CheckpointError(f"{path}: its weights do not fit the networks its config describes{described}: "
+                              f"{shown}. The stored config or weights were changed after saving; use the file as "
+                              "cyclegan wrote it, or another checkpoint")
 
 
 def find_checkpoint(path: str | Path) -> Path:

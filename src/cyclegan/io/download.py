@@ -15,12 +15,14 @@ import re
 import shutil
 import stat
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import IO, Any
 
 from ..progress import progress_bar
 
@@ -28,6 +30,10 @@ logger = logging.getLogger(__name__)
 
 USER_AGENT = "cyclegan-downloader/1.0 (Python urllib)"
 CHUNK_SIZE = 1 << 16
+# A transfer slower than this is abandoned (the .part is kept for a resume): socket timeouts only catch silence, so a
+# server that trickles a byte every few seconds would otherwise hold the download for ever.
+STALL_SECONDS = 60.0
+STALL_BYTES = 64 * 1024  # per STALL_SECONDS: about 1 KiB/s
 # Errors that mean "the transfer stopped", as opposed to "the server said no" (HTTPError) or a bad file.
 NETWORK_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException)
 
@@ -74,7 +80,29 @@ def _content_range_start(header: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _transfer(url: str, part: Path, show_progress: bool, timeout: float) -> int | None:
+def _copy(response: http.client.HTTPResponse, stream: IO[bytes], bar: Any, url: str, part: Path,
+          stall_seconds: float, stall_bytes: int) -> None:
+    """Copy the body of `response` to `stream`; raise DownloadError if fewer than `stall_bytes` arrive in any
+    `stall_seconds`. read1 returns what has arrived, so the check runs however slowly the bytes come."""
+    read = getattr(response, "read1", response.read)
+    window_start, window_bytes = time.monotonic(), 0
+    while chunk := read(CHUNK_SIZE):
+        stream.write(chunk)
+        bar.update(len(chunk))
+        window_bytes += len(chunk)
+        elapsed = time.monotonic() - window_start
+        if elapsed >= stall_seconds:
+            if window_bytes < stall_bytes:
+                stream.flush()
+                raise DownloadError(
+                    f"the download of {url} stalled: {window_bytes} bytes in {elapsed:.0f} s (less than "
+                    f"{stall_bytes} bytes in {stall_seconds:g} s); the partial file {part} is kept and running the "
+                    "command again resumes it, or download the file by hand")
+            window_start, window_bytes = time.monotonic(), 0
+
+
+def _transfer(url: str, part: Path, show_progress: bool, timeout: float, stall_seconds: float = STALL_SECONDS,
+              stall_bytes: int = STALL_BYTES) -> int | None:
     """Append the rest of `url` to `part` (or write it from the start); return the server's total size if known."""
     offset = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": USER_AGENT}
@@ -110,9 +138,7 @@ def _transfer(url: str, part: Path, show_progress: bool, timeout: float) -> int 
         # The shared helper has no byte scaling option; tqdm reads these attributes when it draws.
         bar.unit_scale, bar.unit_divisor = True, 1024
         with bar, open(part, "ab" if offset else "wb") as stream:
-            while chunk := response.read(CHUNK_SIZE):
-                stream.write(chunk)
-                bar.update(len(chunk))
+            _copy(response, stream, bar, url, part, stall_seconds, stall_bytes)
             stream.flush()
             os.fsync(stream.fileno())
     return total
@@ -138,11 +164,14 @@ def _check_size(url: str, part: Path, total: int | None, expected_size: int | No
 
 
 def download(url: str, target: Path, expected_size: int | None = None, show_progress: bool = True,
-             timeout: float = 30, validate: Callable[[Path], None] | None = None) -> Path:
+             timeout: float = 30, validate: Callable[[Path], None] | None = None,
+             stall_seconds: float = STALL_SECONDS, stall_bytes: int = STALL_BYTES) -> Path:
     """Fetch `url` to `target` unless it is already there; resumable, size-checked, validated, placed atomically.
 
     `validate(path)` inspects the finished download before it is placed and raises DownloadError or ValueError if
-    the file is corrupt (the partial file is then deleted). Every failure raises DownloadError with what to do next.
+    the file is corrupt (the partial file is then deleted). `timeout` bounds each wait for the server (seconds of
+    silence); a transfer that brings fewer than `stall_bytes` in any `stall_seconds` is abandoned, its partial file
+    kept for a resume. Every failure raises DownloadError with what to do next.
     """
     target = Path(target)
     if target.exists():
@@ -155,7 +184,7 @@ def download(url: str, target: Path, expected_size: int | None = None, show_prog
         if part.exists() and expected_size is not None and part.stat().st_size == expected_size:
             total: int | None = expected_size  # finished earlier but never checked: skip the transfer
         else:
-            total = _transfer(url, part, show_progress, timeout)
+            total = _transfer(url, part, show_progress, timeout, stall_seconds, stall_bytes)
     except urllib.error.HTTPError as error:
         if error.code == 404:
             raise DownloadError(f"HTTP 404 for {url}: no such model or data set at this address "

@@ -23,7 +23,7 @@ from torch import nn
 from ..config import DISCRIMINATORS, GENERATORS, NORMS
 from ..nets.discriminators import build_discriminator
 from ..nets.generators import build_generator
-from .atomic import atomic_path
+from .atomic import atomic_path, write_failure
 from .checkpoints import CheckpointError
 
 # Our network -> the official checkpoint name suffix (net_<suffix>.pth).
@@ -56,6 +56,23 @@ class DiscriminatorSpec:
         return build_discriminator(self.arch, self.in_channels, self.ndf, self.n_layers, self.norm)
 
 
+def _refusal(path: Path, message: str) -> CheckpointError:
+    """What to tell the person whose .pth torch's weights-only unpickler refused (torch's own text suggests
+    loading with weights_only=False, which we never do)."""
+    refused = re.search(r"GLOBAL ([\w.]+) was not an allowed global", message)
+    if refused is None and "global" not in message.lower():
+        detail = re.sub(r"\x1b\[[0-9;]*m", "", message.split("WeightsUnpickler error:")[-1]).strip()
+        return CheckpointError(f"{path} is not a readable PyTorch weights file ({detail.splitlines()[0][:200]})")
+    what = f"the first that torch refused: {refused.group(1)}" if refused else "of classes torch does not allow"
+    return CheckpointError(
+        f"{path} was refused: besides tensors it holds pickled Python objects ({what}), and unpickling those can "
+        "run any code, so .pth files are read with torch.load(weights_only=True), which accepts only tensors and "
+        "plain containers of them. If you trust the file, save its tensors alone in a separate Python session and "
+        f"use that file instead: python -c \"import torch; torch.save(torch.load({str(path)!r}, weights_only=False)"
+        ".state_dict(), 'weights.pth')\" (for a file that holds a dict, save the dict of tensors in it, e.g. "
+        "['state_dict'], instead of .state_dict()).")
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A `.pth` state dict, loaded with weights_only=True: tensors and plain containers only, never code."""
     path = Path(path)
@@ -64,13 +81,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        detail = str(error).split("WeightsUnpickler error:")[-1].strip().splitlines()[0][:200]
-        if "global" not in str(error).lower():
-            raise CheckpointError(f"{path} is not a readable PyTorch weights file ({detail})") from None
-        raise CheckpointError(
-            f"{path} was refused: it holds Python objects besides tensors, and loading those could run code "
-            f"({detail}). Only plain weight files (state dicts) are accepted; if you trust the file, re-save its "
-            "state_dict() in a trusted environment.") from None
+        raise _refusal(path, str(error)) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
         raise CheckpointError(f"{path} is not a readable PyTorch weights file ({error})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
@@ -176,6 +187,9 @@ def save_official(nets: dict[str, dict[str, torch.Tensor]], folder: str | Path, 
     for ours, state in nets.items():
         path = Path(folder) / f"{epoch}_net_{OFFICIAL_NAMES[ours]}.pth"
         with atomic_path(path) as temporary:
-            torch.save({key: value.detach().cpu().clone() for key, value in state.items()}, temporary)
+            try:
+                torch.save({key: value.detach().cpu().clone() for key, value in state.items()}, temporary)
+            except RuntimeError as error:  # torch's zip writer reports a full disk as "file write failed"
+                raise write_failure(path, error) from error
         written.append(path)
     return written

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
 from torch import nn
 
-from ..config import ModelConfig, TrainConfig
+from ..config import Config, ModelConfig, TrainConfig
+from ..io.checkpoints import CheckpointError, check_network_state
 from .base import TranslationModel
 from .cyclegan import CycleGAN
 from .pix2pix import Pix2Pix
@@ -27,4 +33,30 @@ def build_generators(config: ModelConfig) -> dict[str, nn.Module]:
     return model_class(config).generators_for(config)
 
 
-__all__ = ["MODELS", "CycleGAN", "Pix2Pix", "TranslationModel", "build_generators", "build_model", "model_class"]
+def load_generators(config: ModelConfig, nets: Any, source: str | Path) -> dict[str, nn.Module]:
+    """The generators of `config`'s model holding the weights `nets` (a checkpoint's "nets" state, read from
+    `source`), after checking that every tensor is there with the shape `config` gives (CheckpointError if not)."""
+    with torch.device("meta"):  # no time spent initialising weights that the file replaces at once
+        generators = build_generators(config)
+    check_network_state(source, generators, nets, config)
+    for name, generator in generators.items():
+        generator.load_state_dict(nets[name], assign=True)
+        if any(tensor.is_meta for tensor in [*generator.parameters(), *generator.buffers()]):
+            raise CheckpointError(f"{source}: {name} has tensors the file does not hold")
+    return generators
+
+
+def check_checkpoint_networks(config: Config, nets: Any, source: str | Path,
+                              wanted: Callable[[str], bool] | None = None) -> None:
+    """Raise CheckpointError unless `nets` (a checkpoint's "nets" state, read from `source`) holds the weights of
+    every network of `config`'s model (or of those whose name `wanted` accepts), with the shapes `config` gives
+    them. The networks are built on the meta device, so this costs no memory and no initialisation."""
+    with torch.device("meta"):
+        networks = build_model(config.model, config.train).plain_networks()
+    if wanted is not None:
+        networks = {name: net for name, net in networks.items() if wanted(name)}
+    check_network_state(source, networks, nets, config.model)
+
+
+__all__ = ["MODELS", "CycleGAN", "Pix2Pix", "TranslationModel", "build_generators", "build_model",
+           "check_checkpoint_networks", "load_generators", "model_class"]

@@ -40,7 +40,7 @@ from ..io.atomic import remove_stale_temporaries
 from ..io.checkpoints import find_checkpoint, load_checkpoint, save_checkpoint
 from ..io.images import unreadable_images
 from ..io.run_folder import LogWriter, RunFolder, RunLock
-from ..models import TranslationModel, build_model, model_class
+from ..models import TranslationModel, build_model, check_checkpoint_networks, model_class
 from ..progress import format_duration, progress_bar
 from ..report.grids import sample_grid, save_png
 from ..report.html import write_run_report
@@ -213,7 +213,9 @@ def train(config: Config, resume: bool = False, overrides: dict[str, Any] | None
     run = RunFolder(Path(config.train.run_dir))
     checkpoint_state: dict[str, Any] | None = None
     if resume:  # every rank reads the checkpoint: a multi-node run needs its run folder on a shared file system
-        saved, checkpoint_state = load_checkpoint(find_checkpoint(run.root))
+        checkpoint = find_checkpoint(run.root)
+        saved, checkpoint_state = load_checkpoint(checkpoint)
+        check_checkpoint_networks(saved, checkpoint_state["nets"], checkpoint)
         config = _resume_config(saved, overrides, run)
     with distributed_context(config.train.device) as context, _claimed(context, run, resume, overwrite):
         return _train(context, config, run, checkpoint_state, show_progress, max_steps, stop or StopRequest())
@@ -229,7 +231,10 @@ def _claimed(context: DistributedContext, run: RunFolder, resume: bool, overwrit
             lock.acquire()
             if not resume:
                 _make_room(run, overwrite)
-            remove_stale_temporaries(run.checkpoints)  # the lock is ours: no save of another process is under way
+            # The lock is ours, so no save of a checkpoint can be under way; elsewhere (a translation may be
+            # writing into the folder) only files older than a minute go.
+            remove_stale_temporaries(run.checkpoints, older_than=0)
+            remove_stale_temporaries(run.root)
         except ConfigError as error:
             lock.release()
             refusal = error
