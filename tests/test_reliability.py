@@ -295,7 +295,7 @@ def test_skip_nonfinite_steps_skips_the_update_and_goes_on(tmp_path, dataroot, m
 def test_temporaries_of_a_killed_save_are_removed_on_resume(tmp_path, dataroot):
     run = tmp_path / "run"
     train(tiny_config(run, dataroot), show_progress=False, max_steps=2)
-    orphan = run / "checkpoints" / ".latest.safetensors.k3j2l1.tmp"
+    orphan = run / "checkpoints" / ".latest.safetensors.k3j2l1ab.tmp"
     orphan.write_bytes(b"half a checkpoint")
     train(tiny_config(run, dataroot), resume=True, show_progress=False, max_steps=1)
     assert not orphan.exists() and (run / "checkpoints" / "latest.safetensors").exists()
