@@ -3,6 +3,7 @@ import torch
 from PIL import Image
 
 from cyclegan.config import apply_overrides
+from cyclegan.nets.generators import build_generator
 from cyclegan.translate import Translator, pad_to_multiple
 
 from .helpers import tiny_config, tiny_dataset
@@ -101,3 +102,41 @@ def test_cpu_translation_uses_nnpack_by_default_and_exact_convolutions_on_reques
     translator.translate_tensor(images)
     handle.remove()
     assert fast_calls == [True]
+
+
+def test_pad_to_multiple_reaches_a_smallest_size_by_replication():
+    batch = torch.arange(7, dtype=torch.float32).reshape(1, 1, 1, 7)
+    padded, size = pad_to_multiple(batch, 4, min_size=8)
+    assert padded.shape == (1, 1, 8, 8) and size == (1, 7)
+    assert torch.equal(padded[..., :1, :7], batch)
+    assert torch.equal(padded[..., 7], torch.full((1, 1, 8), 6.0))  # the last column, replicated
+    assert torch.equal(padded[0, 0, 5, :7], batch[0, 0, 0])  # the one row, replicated down
+    assert pad_to_multiple(torch.zeros(1, 1, 9, 12), 4, min_size=8)[0].shape == (1, 1, 12, 12)
+
+
+def test_the_resnet_smallest_size_is_the_smallest_that_runs():
+    """min_size 8 is derived (two halvings must leave 2 pixels for ReflectionPad2d(1)); one multiple less fails."""
+    net = build_generator("resnet_6blocks", 3, 3, 2, "instance", False).eval()
+    assert (net.size_multiple, net.min_size) == (4, 8)
+    with torch.no_grad():
+        assert net(torch.zeros(1, 3, 8, 8)).shape == (1, 3, 8, 8)
+        with pytest.raises((RuntimeError, ValueError)):
+            net(torch.zeros(1, 3, 4, 4))
+    unet = build_generator("unet_128", 3, 3, 2, "batch", False)
+    assert unet.min_size == unet.size_multiple == 128
+
+
+@pytest.mark.parametrize("arch", ["resnet_6blocks", "resnet_9blocks", "unet_128"])
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_images_of_a_few_pixels_translate_at_their_size(arch, mode):
+    channels = 3 if mode == "RGB" else 1
+    config = apply_overrides(tiny_config("u", "u"), {"gen_arch": arch, "ngf": 2, "channels_a": channels,
+                                                     "channels_b": channels})
+    torch.manual_seed(0)
+    translator = Translator.from_config(config)
+    sizes = [(1, 1), (1, 7), (7, 1), (3, 3), (4, 4), (3, 200)]
+    images = [Image.new(mode, size, 90) for size in sizes]
+    outputs = translator(images)
+    assert [(o.size, o.mode) for o in outputs] == [(size, mode) for size in sizes]
+    back = translator(images[0], direction="BtoA")
+    assert back.size == (1, 1)

@@ -3,8 +3,9 @@
     translator = cyclegan.load("runs/horse2zebra")
     zebra = translator(Image.open("horse.jpg"))            # A -> B; direction="BtoA" for the other way
 
-Any size and aspect ratio works: images are padded (by reflection) to the multiple of 4 (ResNet) or 2**depth
-(U-Net) the generator needs and cropped back afterwards.
+Any size and aspect ratio works: images are padded (by reflection, or by replication where reflection cannot
+reach) to the multiple of 4 (ResNet) or 2**depth (U-Net) the generator needs, and to its smallest size (8 for the
+ResNet), and cropped back afterwards.
 """
 
 from __future__ import annotations
@@ -31,13 +32,20 @@ from .runtime import keep_freed_memory, select_device
 logger = logging.getLogger(__name__)
 
 
-def pad_to_multiple(batch: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad an NCHW batch on the bottom and right to sides divisible by `multiple`; returns it and the old size.
+def pad_to_multiple(batch: torch.Tensor, multiple: int, min_size: int = 1
+                    ) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad an NCHW batch on the bottom and right to sides divisible by `multiple` and at least `min_size`; returns
+    it and the old size.
 
-    Reflection keeps the border statistics natural; images too small to reflect are padded by replication.
+    Reflection keeps the border statistics natural; where the padding is not smaller than the side (reflection's
+    limit: a 1x1 or 3x200 image) the border pixels are replicated instead.
     """
+    def padded(side: int) -> int:
+        side = max(side, min_size)
+        return side + (-side) % multiple
+
     height, width = batch.shape[-2:]
-    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    pad_h, pad_w = padded(height) - height, padded(width) - width
     if pad_h == 0 and pad_w == 0:
         return batch, (height, width)
     mode = "reflect" if pad_h < height and pad_w < width else "replicate"
@@ -132,7 +140,8 @@ class Translator:
         expected = self.source_channels(direction)
         if batch.shape[1] != expected:
             raise ValueError(f"the {direction} generator takes {expected}-channel images, got {batch.shape[1]}")
-        padded, (height, width) = pad_to_multiple(batch.to(self.device, torch.float32), generator.size_multiple)
+        padded, (height, width) = pad_to_multiple(batch.to(self.device, torch.float32), generator.size_multiple,
+                                                  generator.min_size)
         output = generator(padded)[..., :height, :width].to(batch.device)
         return output[0] if single else output
 

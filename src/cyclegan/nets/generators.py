@@ -44,7 +44,8 @@ class ResidualBlock(nn.Module):
 class ResnetGenerator(nn.Module):
     """c7s1-64, d128, d256, N x R256, u128, u64, c7s1-3 (paper appendix 7.2; Johnson et al. 2016).
 
-    N = 6 for 128x128 images and 9 for 256x256 and larger. Input sides must be multiples of 4 (`size_multiple`).
+    N = 6 for 128x128 images and 9 for 256x256 and larger. Input sides must be multiples of 4 (`size_multiple`)
+    and at least 8 (`min_size`).
     """
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, n_blocks: int = 9,
@@ -65,6 +66,9 @@ class ResnetGenerator(nn.Module):
         layers += [nn.ReflectionPad2d(3), Conv2d(ngf, out_channels, 7), nn.Tanh()]  # Conv2d: may use NNPACK
         self.model = nn.Sequential(*layers)
         self.size_multiple = 4
+        # A side of 4 leaves 1 pixel after the two stride-2 convolutions, which the blocks' ReflectionPad2d(1)
+        # cannot reflect (and instance norm cannot normalise); 8 leaves 2. The first ReflectionPad2d(3) needs 4.
+        self.min_size = 8
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -107,7 +111,8 @@ class UnetBlock(nn.Module):
 class UnetGenerator(nn.Module):
     """U-Net with `n_downs` halvings (7 for 128x128 images, 8 for 256x256); skip connections between mirrored levels.
 
-    Input sides must be multiples of 2**n_downs (`size_multiple`).
+    Input sides must be multiples of 2**n_downs (`size_multiple`); one multiple is also the smallest (`min_size`):
+    the innermost level then works on 1x1 maps.
     """
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, n_downs: int = 8, ngf: int = 64,
@@ -121,6 +126,7 @@ class UnetGenerator(nn.Module):
         self.model = UnetBlock(out_channels, ngf, in_channels=in_channels, submodule=block, outermost=True,
                                norm=norm)
         self.size_multiple = 2**n_downs
+        self.min_size = self.size_multiple
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
