@@ -233,3 +233,18 @@ def test_expand_inputs_names_what_matches_nothing(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ImageError, match="empty"):
         expand_inputs([str(tmp_path / "empty")])
+
+
+def test_list_images_follows_symlinked_folders_and_ends_on_a_loop(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    for path in (root / "a" / "x.png", outside / "y.png"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(_pattern(4, 4), path)
+    (root / "a" / "loop").symlink_to(root, target_is_directory=True)  # back to an ancestor
+    (root / "linked").symlink_to(outside, target_is_directory=True)
+    (root / "linked_again").symlink_to(outside, target_is_directory=True)  # the same folder twice
+    (root / "x_link.png").symlink_to(root / "a" / "x.png")  # the same file twice
+    names = [p.relative_to(root).as_posix() for p in list_images(root)]
+    assert names == ["a/x.png", "linked/y.png"]
+    inside = root / "a" / "loop" / "a"  # a root inside the loop: the whole tree, each file once
+    assert [p.relative_to(inside).as_posix() for p in list_images(inside)] == ["loop/linked/y.png", "x.png"]

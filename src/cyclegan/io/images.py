@@ -7,6 +7,8 @@ are mode "RGB" (3 channels) or "L" (1 channel); every other mode a file can hold
 from __future__ import annotations
 
 import glob
+import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from cyclegan.io.atomic import atomic_path
 from cyclegan.progress import progress_bar
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+logger = logging.getLogger(__name__)
 
 _GLOB_CHARACTERS = set("*?[")
 _GRAYSCALE_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
@@ -33,12 +37,12 @@ def is_image_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def _is_hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
-
-
 def list_images(path: str | Path) -> list[Path]:
-    """The images in a folder (recursive, sorted, hidden files and folders skipped), or one image file."""
+    """The images in a folder (recursive, sorted, hidden files and folders skipped), or one image file.
+
+    Symlinked folders are followed; a folder reached twice (a link back to an ancestor, or two links to one
+    folder) is listed once, and so is a file reached by two paths, so listing always ends.
+    """
     path = Path(path)
     if path.is_file():
         if not is_image_file(path):
@@ -46,8 +50,23 @@ def list_images(path: str | Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise ImageError(f"{path} does not exist; give an image file or a folder of images")
-    found = (p for p in path.rglob("*") if p.is_file() and is_image_file(p) and not _is_hidden(p, path))
-    return sorted(found)
+    seen_folders: set[str] = set()
+    candidates = []
+    for folder, subfolders, files in os.walk(path, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen_folders:
+            logger.debug("%s is %s, listed already; not followed again", folder, real)
+            subfolders.clear()
+            continue
+        seen_folders.add(real)
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        candidates += [Path(folder, name) for name in files if not name.startswith(".") and is_image_file(name)]
+    # A file reached by two paths is listed by one: not a file link if it can, then the shallowest.
+    found: dict[str, Path] = {}
+    for file in sorted(candidates, key=lambda file: (file.is_symlink(), len(file.parts), file)):
+        if file.is_file():
+            found.setdefault(os.path.realpath(file), file)
+    return sorted(found.values())
 
 
 def expand_inputs(items: list[str]) -> list[Path]:
