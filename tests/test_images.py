@@ -12,10 +12,12 @@ from PIL import Image
 from cyclegan.io.images import (
     IMAGE_EXTENSIONS,
     ImageError,
+    collect_inputs,
     expand_inputs,
     image_to_tensor,
     list_images,
     load_image,
+    output_paths,
     save_image,
     tensor_to_image,
 )
@@ -248,3 +250,49 @@ def test_list_images_follows_symlinked_folders_and_ends_on_a_loop(tmp_path: Path
     assert names == ["a/x.png", "linked/y.png"]
     inside = root / "a" / "loop" / "a"  # a root inside the loop: the whole tree, each file once
     assert [p.relative_to(inside).as_posix() for p in list_images(inside)] == ["loop/linked/y.png", "x.png"]
+
+
+def test_collect_inputs_keeps_paths_below_a_folder_or_pattern(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    root = tmp_path.as_posix()
+    found = collect_inputs([f"{root}/b.png", root, f"{root}/sub/**/*.tiff", f"{root}/*/c.webp"])
+    relative = {p.path.relative_to(tmp_path).as_posix(): p.relative.as_posix() for p in found}
+    assert relative == {"b.png": "b.png", "a.JPG": "a.JPG", "sub/c.webp": "sub/c.webp",
+                        "sub/deep/d.tiff": "sub/deep/d.tiff"}  # each real file once, first item wins
+    found = collect_inputs([f"{root}/sub/**/*.tiff", f"{root}/*/c.webp", f"{root}/sub/deep/d.tiff"])
+    assert [p.relative.as_posix() for p in found] == ["deep/d.tiff", "sub/c.webp"]
+
+
+def _names(sources: list[Path], names: list[str], out: Path) -> list[str]:
+    return [p.relative_to(out).as_posix() for p in output_paths(sources, names, out)]
+
+
+def test_output_names_are_unique_case_insensitively_and_avoid_wanted_names(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    sources = [tmp_path / f"in{i}.png" for i in range(6)]
+    names = ["x.png", "x.jpg", "x_1.png", "X.PNG", "sub/x.png", "sub.png"]
+    # x_1.png is an input's own name, so the numbered copies of x skip it.
+    assert _names(sources, names, out) == ["x.png", "x_2.png", "x_1.png", "X_3.png", "sub/x.png", "sub.png"]
+    assert _names(sources[:2], ["a/b.png", "A/B.webp"], out) == ["a/b.png", "A/B_1.png"]
+    assert _names(sources[:2], ["d.jpg", "D.png/y.png"], out) == ["d_1.png", "D.png/y.png"]  # d.png is a folder
+    for bad in ("../x.png", "/tmp/x.png", "a/../../x.png"):
+        with pytest.raises(ImageError, match="relative path inside the output folder"):
+            output_paths(sources[:1], [bad], out)
+
+
+def test_output_paths_refuse_to_overwrite_an_input_however_it_is_reached(tmp_path: Path, monkeypatch) -> None:
+    photos = tmp_path / "photos"
+    for name in ("a.png", "b.jpg"):
+        save_image(_pattern(4, 4), photos / name)
+    (tmp_path / "link").symlink_to(photos, target_is_directory=True)
+    sources = [photos / "a.png", photos / "b.jpg"]
+    monkeypatch.chdir(tmp_path)
+    for out in (photos, Path("photos"), tmp_path / "link", Path("photos/../link")):
+        with pytest.raises(ImageError, match=r"a\.png would overwrite the input image .*photos/a\.png.*--out"):
+            output_paths(sources, ["a.png", "b.jpg"], out)
+    linked_input = [tmp_path / "link" / "a.png"]
+    with pytest.raises(ImageError, match="would overwrite"):
+        output_paths(linked_input, ["a.png"], photos)
+    # A folder that holds inputs is fine while no output lands on one: b.jpg -> b.png beside it.
+    assert output_paths(sources[1:], ["b.jpg"], photos) == [photos / "b.png"]
+    assert (photos / "b.jpg").is_file() and not (photos / "b.png").exists()

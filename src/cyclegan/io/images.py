@@ -7,10 +7,14 @@ are mode "RGB" (3 channels) or "L" (1 channel); every other mode a file can hold
 from __future__ import annotations
 
 import glob
+import itertools
 import logging
 import os
+import unicodedata
 import warnings
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePath
 
 import numpy as np
 import torch
@@ -69,17 +73,28 @@ def list_images(path: str | Path) -> list[Path]:
     return sorted(found.values())
 
 
-def expand_inputs(items: list[str]) -> list[Path]:
-    """Expand command-line inputs (files, folders, glob patterns such as `photos/**/*.jpg`) into image paths.
+@dataclass(frozen=True)
+class InputImage:
+    """An image found for a command-line input, and where its output goes below the output folder: its path
+    below the folder (or the pattern's fixed leading folders) that was given, or just its name."""
 
-    The result keeps the order of `items`, without duplicates. An item matching no image raises ImageError.
+    path: Path
+    relative: PurePath
+
+
+def collect_inputs(items: Sequence[str]) -> list[InputImage]:
+    """Expand command-line inputs (files, folders, glob patterns such as `photos/**/*.jpg`) into images.
+
+    The result keeps the order of `items`, each real file once. An item matching no image raises ImageError.
     """
-    result: list[Path] = []
+    result: list[InputImage] = []
     seen: set[Path] = set()
     for item in items:
         if Path(item).exists():
+            base = Path(item) if Path(item).is_dir() else Path(item).parent
             matches = list_images(item)
         elif _GLOB_CHARACTERS & set(item):
+            base = _fixed_prefix(item)
             matches = []
             for match in sorted(glob.glob(item, recursive=True)):
                 if Path(match).is_dir():
@@ -95,8 +110,100 @@ def expand_inputs(items: list[str]) -> list[Path]:
             key = match.resolve()
             if key not in seen:
                 seen.add(key)
-                result.append(match)
+                result.append(InputImage(match, _relative_to(match, base)))
     return result
+
+
+def expand_inputs(items: Sequence[str]) -> list[Path]:
+    """The image paths of `collect_inputs(items)`."""
+    return [found.path for found in collect_inputs(items)]
+
+
+def _fixed_prefix(pattern: str) -> Path:
+    """The leading folders of a glob pattern that hold no wildcard: `photos/**/*.jpg` -> `photos`."""
+    parts = Path(pattern).parts
+    fixed = [part for part in itertools.takewhile(lambda part: not _GLOB_CHARACTERS & set(part), parts)]
+    return Path(*fixed) if fixed else Path()
+
+
+def _relative_to(path: Path, base: Path) -> PurePath:
+    """`path` below `base`, or only its name if it is not below it (a pattern with `..` after a wildcard)."""
+    try:
+        relative = path.relative_to(base)
+    except ValueError:
+        return PurePath(path.name)
+    return relative if ".." not in relative.parts else PurePath(path.name)
+
+
+def output_paths(sources: Sequence[Path], names: Sequence[str | PurePath], out_dir: Path,
+                 suffix: str = ".png") -> list[Path]:
+    """Where each source's output goes: `out_dir / name` with `suffix`, numbered (`x_1.png`, `x_2.png`, ...) where
+    two names would collide, and checked before anything is written.
+
+    Names are compared case-insensitively (as macOS and Windows file systems do), a name that is some input's own
+    wanted name keeps it, and a numbered name avoids every other output and sub-folder. Raises ImageError for a
+    name that leaves `out_dir` and for an output that already exists as, or links to, one of the sources: writing
+    into a folder that holds inputs is fine, writing over one is refused.
+    """
+    if len(names) != len(sources):
+        raise ValueError(f"{len(names)} output names for {len(sources)} inputs")
+    wanted = [_safe_name(name).with_suffix(suffix) for name in names]
+    taken = {_key(folder) for name in wanted for folder in name.parents}
+    chosen: list[PurePath | None] = [None] * len(wanted)
+    for index, name in enumerate(wanted):  # first, each distinct name to the first input that wants it
+        if _key(name) not in taken:
+            taken.add(_key(name))
+            chosen[index] = name
+    for index, name in enumerate(wanted):  # then numbers for the rest, avoiding every name handed out
+        number = 1
+        while chosen[index] is None:
+            candidate = name.with_name(f"{name.stem}_{number}{name.suffix}")
+            if _key(candidate) not in taken:
+                taken.add(_key(candidate))
+                chosen[index] = candidate
+            number += 1
+    outputs = [Path(out_dir, name) for name in chosen if name is not None]
+    _refuse_overwriting_inputs(sources, outputs)
+    return outputs
+
+
+def _safe_name(name: str | PurePath) -> PurePath:
+    relative = PurePath(name)
+    if relative.is_absolute() or relative.anchor or ".." in relative.parts or not relative.name:
+        raise ImageError(f"output name {printable_path(relative)!r} must be a relative path inside the output folder")
+    return relative
+
+
+def _key(name: PurePath) -> str:
+    return unicodedata.normalize("NFC", name.as_posix()).casefold()
+
+
+def _file_ids(path: Path) -> set[tuple[int, int]]:
+    """The (device, inode) of a path and, if it is a link, of what it points to; empty if it does not exist."""
+    ids = set()
+    for stat in (os.lstat, os.stat):
+        try:
+            result = stat(path)
+        except OSError:
+            continue
+        ids.add((result.st_dev, result.st_ino))
+    return ids
+
+
+def _refuse_overwriting_inputs(sources: Sequence[Path], outputs: Sequence[Path]) -> None:
+    source_ids = {file_id: source for source in sources for file_id in _file_ids(Path(source))}
+    for output in outputs:
+        for file_id in _file_ids(output):
+            if file_id in source_ids:
+                raise ImageError(
+                    f"{output} would overwrite the input image {source_ids[file_id]}; nothing was written. "
+                    "Choose another output folder (--out)")
+
+
+def printable_path(path: str | Path) -> str:
+    """A path as text that any UTF-8 stream or page takes: bytes that are not UTF-8 (a Linux file name in
+    Latin-1, say) show as U+FFFD."""
+    return os.fsencode(path).decode("utf-8", errors="replace")
 
 
 def _over_white(img: Image.Image) -> Image.Image:
