@@ -10,12 +10,14 @@ import json
 import math
 import os
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
 from cyclegan.io.atomic import atomic_write_text
+from cyclegan.io.images import printable_path
 from cyclegan.report.plots import plot_losses, read_log
 
 _SAMPLE_NAME = re.compile(r"epoch_(\d+)")
@@ -109,8 +111,14 @@ def _scores(path: Path) -> list[str]:
             f"<table><tr><th></th>{header}</tr>{rows}</table></section>"]
 
 
-def write_translation_page(pairs: list[tuple[Path, Path]], out_html: Path, title: str) -> Path:
-    """Write a gallery with each input image beside its translation; image links are relative to the page."""
+def write_translation_page(pairs: Sequence[tuple[Path, Path]], out_html: Path, title: str,
+                           failures: Sequence[tuple[Path, str]] = (), note: str | None = None) -> Path:
+    """Write a gallery with each input image beside its translation; image links are relative to the page.
+
+    `failures`: (input, reason) for inputs that were not translated, listed below the gallery; `note`: a line
+    under the title (say, that the job was interrupted). File names that are not UTF-8 are shown with U+FFFD and
+    linked by their raw bytes, percent-encoded, so the page stays valid UTF-8 and its links reach the files.
+    """
     out_html = Path(out_html)
     folder = out_html.parent.resolve()
     items = []
@@ -119,11 +127,19 @@ def write_translation_page(pairs: list[tuple[Path, Path]], out_html: Path, title
             _pair_cell(Path(path), folder, role) for path, role in ((source, "input"), (output, "output"))
         ]
         items.append(f'<div class="pair">{"".join(cells)}</div>')
+    title = printable_path(title)
     body = [
         f"<h1>{escape(title)}</h1>",
         f'<p class="muted">{len(pairs)} image{"s" if len(pairs) != 1 else ""}: input left, output right</p>',
-        f'<div class="pairs">{"".join(items)}</div>' if items else '<p class="muted">No images.</p>',
     ]
+    if note:
+        body.append(f"<p><strong>{escape(printable_path(note))}</strong></p>")
+    body.append(f'<div class="pairs">{"".join(items)}</div>' if items else '<p class="muted">No images.</p>')
+    if failures:
+        rows = "".join(f"<tr><td>{escape(printable_path(source))}</td><td>{escape(printable_path(reason))}</td></tr>"
+                       for source, reason in failures)
+        body += [f"<h2>Not translated ({len(failures)})</h2>",
+                 f"<section><table><tr><th>Input</th><th>Reason</th></tr>{rows}</table></section>"]
     atomic_write_text(out_html, _page(title, body))
     return out_html
 
@@ -132,7 +148,7 @@ def _pair_cell(path: Path, folder: Path, role: str) -> str:
     # os.path.relpath, unlike Path.relative_to, also reaches files outside the page's folder ("../...").
     relative = Path(os.path.relpath(path.resolve(), folder)).as_posix()
     href = _href(relative)
-    label = f"{role}: {path.name}"
+    label = f"{role}: {printable_path(path.name)}"
     return (
         f'<figure><a href="{href}"><img src="{href}" alt="{escape(label)}" loading="lazy"></a>'
         f"<figcaption>{escape(label)}</figcaption></figure>"
@@ -203,8 +219,9 @@ def _page(title: str, body: list[str]) -> str:
 
 
 def _href(relative_posix: str) -> str:
-    """A relative link: percent-encoded (spaces, '#', '?') and then escaped for the attribute."""
-    return escape(quote(relative_posix), quote=True)
+    """A relative link: the path's bytes (UTF-8, or the raw bytes of a name that is not UTF-8) percent-encoded
+    (spaces, '#', '?'), then escaped for the attribute."""
+    return escape(quote(os.fsencode(relative_posix)), quote=True)
 
 
 def _is_finite(value: object) -> bool:
