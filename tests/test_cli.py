@@ -32,8 +32,8 @@ def test_train_then_translate_files_folders_and_globs(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["translate", str(run), str(inputs), str(tmp_path / "*.webp"), "--out", str(out),
                  "--direction", "BtoA", "--quiet", "--device", "cpu"]) == 0
-    written = sorted(p.name for p in out.glob("*.png"))
-    assert written == ["000.png", "001.png", "odd.png", "single.png"]
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert written == ["nested/000.png", "nested/001.png", "odd.png", "single.png"]  # a folder's sub-folders kept
     assert Image.open(out / "odd.png").size == (45, 27)
     page = (out / "index.html").read_text()
     assert "odd.png" in page and "single.png" in page

@@ -3,8 +3,9 @@ import torch
 from PIL import Image
 
 from cyclegan.config import apply_overrides
+from cyclegan.io.images import ImageError, save_image
 from cyclegan.nets.generators import build_generator
-from cyclegan.translate import Translator, pad_to_multiple
+from cyclegan.translate import TranslationError, Translator, pad_to_multiple
 
 from .helpers import tiny_config, tiny_dataset
 
@@ -140,3 +141,51 @@ def test_images_of_a_few_pixels_translate_at_their_size(arch, mode):
     assert [(o.size, o.mode) for o in outputs] == [(size, mode) for size in sizes]
     back = translator(images[0], direction="BtoA")
     assert back.size == (1, 1)
+
+
+def test_batch_size_and_resize_below_one_are_refused(translator):
+    images = [Image.new("RGB", (8, 8))]
+    for value in (0, -1):
+        with pytest.raises(ValueError, match=f"batch_size={value}"):
+            translator(images, batch_size=value)
+    for value in (0, -5):
+        with pytest.raises(ValueError, match=f"resize={value}"):
+            translator(images, resize=value)
+    with pytest.raises(TranslationError, match="batch_size=0"):
+        translator.translate_each([], "unused", batch_size=0)
+
+
+def test_a_missing_direction_says_what_the_model_has():
+    config = tiny_config("u", "u")
+    net = build_generator("resnet_6blocks", 3, 3, 2, "instance", False)
+    one_way = Translator(net, None, config.model)
+    for call in (lambda: one_way(Image.new("RGB", (8, 8)), direction="BtoA"),
+                 lambda: one_way.translate_each([], "unused", direction="BtoA")):
+        with pytest.raises(TranslationError, match="no BtoA generator: it translates AtoB only"):
+            call()
+
+
+def test_translate_each_goes_past_bad_files_and_strict_stops_at_the_first(translator, tmp_path):
+    good = [tmp_path / "in" / f"{name}.png" for name in ("a", "c", "e")]
+    for index, path in enumerate(good):
+        save_image(Image.new("RGB", (6 + index, 5), "red"), path)
+    text, truncated = tmp_path / "in" / "b.png", tmp_path / "in" / "d.png"
+    text.write_text("not an image")
+    save_image(torch.rand(3, 32, 32) * 2 - 1, truncated)  # noise: the cut falls inside the pixel data
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    paths = [good[0], text, good[1], truncated, good[2]]
+    outcomes = list(translator.translate_each(paths, tmp_path / "out", batch_size=2, show_progress=False))
+    assert [o.source for o in outcomes] == paths  # input order, across batches
+    assert [o.output.name if o.output else None for o in outcomes] == ["a.png", None, "c.png", None, "e.png"]
+    assert "b.png" in outcomes[1].error and "d.png" in outcomes[3].error
+    assert Image.open(tmp_path / "out" / "e.png").size == (8, 5)
+
+    strict = translator.translate_each(paths, tmp_path / "strict", batch_size=2, show_progress=False, strict=True)
+    seen = []
+    with pytest.raises(ImageError, match="b.png"):
+        for outcome in strict:
+            seen.append(outcome)
+    assert [o.output is not None for o in seen] == [True, False]
+    assert sorted(p.name for p in (tmp_path / "strict").iterdir()) == ["a.png"]
+    with pytest.raises(ImageError, match="b.png"):  # translate_files: strict, as it always was
+        translator.translate_files(paths, tmp_path / "files", show_progress=False)

@@ -6,14 +6,20 @@
 Any size and aspect ratio works: images are padded (by reflection, or by replication where reflection cannot
 reach) to the multiple of 4 (ResNet) or 2**depth (U-Net) the generator needs, and to its smallest size (8 for the
 ResNet), and cropped back afterwards.
+
+`translate_each` is the file-level seam the CLI (and a server) builds on: it checks the direction, names every
+output uniquely and refuses to write over an input before writing anything, then yields one `FileOutcome` per
+input, collecting unreadable files instead of stopping at them unless `strict`.
 """
 
 from __future__ import annotations
 
 import logging
+import numbers
 from collections import defaultdict
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePath
 
 import torch
 import torch.nn.functional as functional
@@ -22,7 +28,7 @@ from torch import nn
 
 from .config import DIRECTIONS, Config, ModelConfig
 from .io.checkpoints import CheckpointError, find_checkpoint, load_checkpoint
-from .io.images import image_to_tensor, load_image, save_image, tensor_to_image
+from .io.images import ImageError, image_to_tensor, load_image, output_paths, save_image, tensor_to_image
 from .io.official import load_official_generator, official_checkpoint_files
 from .models import build_generators, load_generators
 from .nets.layers import set_fast_convolutions
@@ -30,6 +36,20 @@ from .progress import progress_bar
 from .runtime import keep_freed_memory, select_device
 
 logger = logging.getLogger(__name__)
+
+
+class TranslationError(ValueError):
+    """A request this model cannot serve (a direction it lacks, images of the wrong channels) or bad settings
+    (batch size, resize); the message says what the model supports."""
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """One input file of `translate_each`: the output written for it, or (output None) why there is none."""
+
+    source: Path
+    output: Path | None
+    error: str | None = None
 
 
 def pad_to_multiple(batch: torch.Tensor, multiple: int, min_size: int = 1
@@ -123,23 +143,38 @@ class Translator:
         generators = build_generators(config.model)
         return cls(generators["gen_ab"], generators.get("gen_ba"), config.model, select_device(device))
 
+    def check_direction(self, direction: str) -> str:
+        """`direction` if this model has its generator; otherwise a TranslationError saying what it has."""
+        if direction not in DIRECTIONS:
+            raise TranslationError(f"direction={direction!r}; use AtoB or BtoA")
+        if direction not in self.generators:
+            supported = " and ".join(self.generators)
+            raise TranslationError(
+                f"this model has no {direction} generator: it translates {supported} only (a pix2pix model and "
+                f"an official single-generator file have one direction); use direction {supported}")
+        return direction
+
+    def check_settings(self, resize: int | None, batch_size: int | None) -> int:
+        """Refuse a resize or batch size below 1 (None: keep the size; the default batch); returns the batch."""
+        for name, value in (("resize", resize), ("batch_size", batch_size)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+                raise TranslationError(f"{name}={value!r}; give a whole number of at least 1 (or None for the "
+                                       "default)")
+        return batch_size or self.default_batch_size
+
     def source_channels(self, direction: str) -> int:
         return self.config.channels_a if direction == "AtoB" else self.config.channels_b
 
     @torch.inference_mode()
     def translate_tensor(self, batch: torch.Tensor, direction: str = "AtoB") -> torch.Tensor:
         """Translate an NCHW (or CHW) batch in [-1, 1] of any size; returns the same shape, on the input's device."""
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction={direction!r}; use AtoB or BtoA")
-        if direction not in self.generators:
-            raise ValueError(f"this model has no {direction} generator (a pix2pix model or an official "
-                             f"single-generator file translates {', '.join(self.generators)} only)")
-        generator = self.generators[direction]
+        generator = self.generators[self.check_direction(direction)]
         single = batch.dim() == 3
         batch = batch.unsqueeze(0) if single else batch
         expected = self.source_channels(direction)
         if batch.shape[1] != expected:
-            raise ValueError(f"the {direction} generator takes {expected}-channel images, got {batch.shape[1]}")
+            raise TranslationError(f"the {direction} generator takes {expected}-channel images, got "
+                                   f"{batch.shape[1]}")
         padded, (height, width) = pad_to_multiple(batch.to(self.device, torch.float32), generator.size_multiple,
                                                   generator.min_size)
         output = generator(padded)[..., :height, :width].to(batch.device)
@@ -159,8 +194,8 @@ class Translator:
     def translate_images(self, images: list[Image.Image], direction: str = "AtoB", resize: int | None = None,
                          batch_size: int | None = None) -> list[Image.Image]:
         """Translate PIL images, batching those of equal size; the outputs keep the inputs' order."""
-        channels = self.source_channels(direction)
-        batch_size = batch_size or self.default_batch_size
+        channels = self.source_channels(self.check_direction(direction))
+        batch_size = self.check_settings(resize, batch_size)
         tensors = [image_to_tensor(_prepare(image, channels, resize)) for image in images]
         outputs: list[Image.Image | None] = [None] * len(tensors)
         for indices in _batches_by_size(tensors, batch_size):
@@ -171,27 +206,65 @@ class Translator:
 
     def translate_files(self, paths: Sequence[Path], out_dir: Path, direction: str = "AtoB",
                         resize: int | None = None, batch_size: int | None = None, show_progress: bool = True,
-                        names: Sequence[str] | None = None) -> list[tuple[Path, Path]]:
-        """Translate image files into `out_dir` as PNG (names keep their stems); returns (input, output) pairs."""
-        out_dir = Path(out_dir)
-        names = list(names) if names is not None else _unique_names(paths)
-        batch_size = batch_size or self.default_batch_size
-        pairs = []
+                        names: Sequence[str | PurePath] | None = None) -> list[tuple[Path, Path]]:
+        """Translate image files into `out_dir` as PNG (names keep their stems); returns (input, output) pairs.
+        The first unreadable file raises ImageError; `translate_each` collects them instead."""
+        outcomes = self.translate_each(paths, out_dir, direction, resize, batch_size, show_progress, names,
+                                       strict=True)
+        return [(outcome.source, outcome.output) for outcome in outcomes if outcome.output is not None]
+
+    def translate_each(self, paths: Sequence[Path], out_dir: Path, direction: str = "AtoB",
+                       resize: int | None = None, batch_size: int | None = None, show_progress: bool = True,
+                       names: Sequence[str | PurePath] | None = None, strict: bool = False
+                       ) -> Iterator[FileOutcome]:
+        """Translate image files into `out_dir` as PNG, yielding one FileOutcome per input in input order.
+
+        `names`: each output's path below `out_dir` (default: the input's file name); the suffix becomes .png and
+        collisions are numbered (`io.images.output_paths`). Before anything is written this checks the direction
+        and settings (TranslationError) and that no output would overwrite an input (ImageError). A file that
+        cannot be read or written is yielded with its error and the rest go on; with `strict` that outcome is the
+        last one yielded and its ImageError is raised after it. Progress shows on one bar (`show_progress`).
+        """
+        self.check_direction(direction)
+        batch_size = self.check_settings(resize, batch_size)
+        paths = [Path(path) for path in paths]
+        names = list(names) if names is not None else [path.name for path in paths]
+        outputs = output_paths(paths, names, Path(out_dir))
+        return self._translate_planned(paths, outputs, direction, resize, batch_size, show_progress, strict)
+
+    def _translate_planned(self, paths: list[Path], outputs: list[Path], direction: str, resize: int | None,
+                           batch_size: int, show_progress: bool, strict: bool) -> Iterator[FileOutcome]:
+        channels = self.source_channels(direction)
         bar = progress_bar(total=len(paths), description=f"translating {direction}", unit="img",
                            enabled=show_progress)
-        for start in range(0, len(paths), batch_size):
-            chunk = list(paths[start:start + batch_size])
-            channels = self.source_channels(direction)
-            images = [load_image(path, channels) for path in chunk]
-            for path, name, output in zip(chunk, names[start:start + batch_size],
-                                          self.translate_images(images, direction, resize, batch_size),
-                                          strict=True):
-                target = out_dir / name
-                save_image(output, target)
-                pairs.append((Path(path), target))
-            bar.update(len(chunk))
-        bar.close()
-        return pairs
+        try:
+            for start in range(0, len(paths), batch_size):
+                chunk = range(start, min(start + batch_size, len(paths)))
+                outcomes: dict[int, FileOutcome] = {}
+                loaded: dict[int, Image.Image] = {}
+                stop: ImageError | None = None
+                for index in chunk:
+                    try:
+                        loaded[index] = load_image(paths[index], channels)
+                    except ImageError as error:
+                        outcomes[index] = FileOutcome(paths[index], None, str(error))
+                        if strict:  # the files before this one are still translated
+                            stop = error
+                            break
+                translated = self.translate_images(list(loaded.values()), direction, resize, batch_size)
+                for index, image in zip(loaded, translated, strict=True):
+                    try:
+                        save_image(image, outputs[index])
+                        outcomes[index] = FileOutcome(paths[index], outputs[index])
+                    except ImageError as error:
+                        outcomes[index] = FileOutcome(paths[index], None, str(error))
+                        stop = stop or (error if strict else None)
+                bar.update(len(outcomes))
+                yield from (outcomes[index] for index in sorted(outcomes))
+                if stop is not None:  # strict: the failure was yielded too, then the job stops
+                    raise stop
+        finally:
+            bar.close()
 
 
 def _prepare(image: Image.Image, channels: int, resize: int | None) -> Image.Image:
@@ -209,18 +282,6 @@ def _batches_by_size(tensors: list[torch.Tensor], batch_size: int) -> list[list[
     for index, tensor in enumerate(tensors):
         groups[tuple(tensor.shape)].append(index)
     return [indices[i:i + batch_size] for indices in groups.values() for i in range(0, len(indices), batch_size)]
-
-
-def _unique_names(paths: Sequence[Path]) -> list[str]:
-    """Output file names: the input's stem as .png, numbered when two inputs share a stem."""
-    seen: dict[str, int] = {}
-    names = []
-    for path in paths:
-        stem = Path(path).stem
-        count = seen.get(stem, 0)
-        seen[stem] = count + 1
-        names.append(f"{stem}.png" if count == 0 else f"{stem}_{count}.png")
-    return names
 
 
 def load(path: str | Path, device: str = "auto") -> Translator:

@@ -14,9 +14,11 @@ from ..io.download import DownloadError
 from ..io.images import ImageError
 from ..metrics import MetricError
 from ..training.loop import TrainingError
+from ..translate import TranslationError
 from . import data, demo, eval, export, pretrained, train, translate
 
-USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ImageError, DownloadError, MetricError, WriteError)
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ImageError, DownloadError, MetricError, WriteError,
+               TranslationError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,37 +3,74 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..config import ConfigError
-from ..io.images import expand_inputs
+from ..io.images import ImageError, collect_inputs, printable_path
 from ..report.html import write_translation_page
-from ..translate import Translator
+from ..translate import FileOutcome, Translator
+
+EPILOG = """\
+outputs: one PNG per input under --out. An image found in a folder given as INPUT keeps its path below that
+folder (photos/a/x.jpg from INPUT photos -> OUT/a/x.png; a glob keeps the path below its wildcard-free
+leading folders); a file given directly keeps its name. Where two outputs would share a name (compared
+case-insensitively) the later ones are numbered: x.png, x_1.png, x_2.png, ..., never taking a name another
+output wants. --out may be a folder that holds inputs, but nothing is written if an output would replace an
+input image (also through links): choose another --out then. OUT/index.html shows each input beside its
+output and lists the inputs that were not translated; it is written also when some fail or on Ctrl-C.
+
+exit status: 0 every image translated; 1 some inputs could not be read or written (the rest are translated
+and every failure is listed on stderr at the end); 2 bad arguments, a model without the --direction asked
+for, an output that would overwrite an input (nothing written), or, with --strict, the first failure;
+130 interrupted.
+"""
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+class _EpilogKeptFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Option defaults shown, and the epilog's paragraphs kept as written."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "translate", help="translate images with a trained or pretrained model",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_EpilogKeptFormatter,
         usage="cyclegan translate (MODEL | --pretrained NAME) INPUT... [options]",
         description="Translate every image given (files, folders, globs; any size) and write PNGs plus an HTML "
                     "page of inputs beside outputs. MODEL is a run folder, a checkpoint or model file of ours, an "
-                    "official generator .pth, or an official checkpoint folder.")
+                    "official generator .pth, or an official checkpoint folder.", epilog=EPILOG)
     parser.add_argument("items", nargs="+", metavar="MODEL INPUT",
                         help="The model (unless --pretrained is given), then image files, folders (searched "
-                             "recursively) or glob patterns.")
+                             "recursively, following symlinked sub-folders; hidden ones skipped) or glob "
+                             "patterns.")
     parser.add_argument("--pretrained", metavar="NAME", default=None,
                         help="Use an official pretrained model (see `cyclegan pretrained list`); downloaded once.")
     parser.add_argument("--base-url", default=None,
                         help="Where --pretrained models are downloaded from (default: the official address, or "
                              "$CYCLEGAN_PRETRAINED_URL).")
     parser.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB",
-                        help="AtoB uses G (A -> B); BtoA uses F (B -> A).")
-    parser.add_argument("--out", default="translated", help="Output folder.")
-    parser.add_argument("--resize", type=int, default=None,
+                        help="AtoB uses G (A -> B); BtoA uses F (B -> A). A pix2pix model or an official "
+                             "single-generator file has AtoB only.")
+    parser.add_argument("--out", default="translated",
+                        help="Output folder (may hold inputs; none is ever overwritten, see below).")
+    parser.add_argument("--resize", type=_at_least_one, default=None,
                         help="Scale each image's shorter side to this many pixels first (default: keep the size).")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="Images translated together (default: 1 on the CPU, the fastest there; 4 on a GPU).")
+    parser.add_argument("--batch-size", type=_at_least_one, default=None,
+                        help="Images translated together, at least 1 (default: 1 on the CPU, the fastest there; "
+                             "4 on a GPU).")
+    parser.add_argument("--strict", action="store_true",
+                        help="Stop at the first input that cannot be read or written (exit 2) instead of "
+                             "translating the rest and listing the failures at the end (exit 1).")
     parser.add_argument("--exact-convolutions", action="store_true",
                         help="On the CPU, use oneDNN's direct convolutions only, not NNPACK's Winograd/FFT ones "
                              "(2x faster for the ResNet's 3x3 layers, equal up to float rounding).")
@@ -44,12 +81,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.pretrained:
-        model_name, inputs = f"pretrained {args.pretrained}", args.items
+        model_name, items = f"pretrained {args.pretrained}", args.items
     else:
-        model_name, inputs = args.items[0], args.items[1:]
-        if not inputs:
+        model_name, items = args.items[0], args.items[1:]
+        if not items:
             raise ConfigError("give the model and at least one input image, folder or glob")
-    paths = expand_inputs(inputs)
+    inputs = collect_inputs(items)
     if args.pretrained:
         translator = Translator.from_pretrained(args.pretrained, args.base_url, args.device,
                                                 show_progress=not args.quiet)
@@ -57,8 +94,41 @@ def run(args: argparse.Namespace) -> int:
         translator = Translator.load(model_name, args.device)
     translator.set_fast_convolutions(not args.exact_convolutions)
     out = Path(args.out)
-    pairs = translator.translate_files(paths, out, args.direction, args.resize, args.batch_size,
-                                       show_progress=not args.quiet)
-    page = write_translation_page(pairs, out / "index.html", f"{model_name}: {args.direction}")
-    print(f"translated {len(pairs)} image(s) into {out}; page: {page}")
-    return 0
+    # Checks the direction and that no input is overwritten before anything (the page included) is written.
+    job = translator.translate_each([found.path for found in inputs], out, args.direction, args.resize,
+                                    args.batch_size, show_progress=not args.quiet,
+                                    names=[found.relative for found in inputs], strict=args.strict)
+    outcomes: list[FileOutcome] = []
+    stopped: str | None = "Stopped by an error"
+    try:
+        for outcome in job:
+            outcomes.append(outcome)
+        stopped = None
+    except ImageError:
+        stopped = "Stopped at the first failure (--strict)"  # cli.main prints the failure
+        raise
+    except KeyboardInterrupt:
+        stopped = "Interrupted"
+        raise
+    finally:  # also after --strict's first failure or Ctrl-C: a page for what was done
+        page = _write_page(outcomes, len(inputs), out / "index.html", f"{model_name}: {args.direction}", stopped)
+        if not args.strict:
+            _print_failures(outcomes, len(inputs))
+    done = sum(outcome.output is not None for outcome in outcomes)
+    print(f"translated {done} of {len(inputs)} image(s) into {printable_path(out)}; page: {printable_path(page)}")
+    return 0 if done == len(inputs) else 1
+
+
+def _write_page(outcomes: list[FileOutcome], total: int, page: Path, title: str, stopped: str | None) -> Path:
+    pairs = [(outcome.source, outcome.output) for outcome in outcomes if outcome.output is not None]
+    failures = [(outcome.source, outcome.error or "") for outcome in outcomes if outcome.output is None]
+    note = None if stopped is None else f"{stopped} after {len(outcomes)} of {total} input(s)."
+    return write_translation_page(pairs, page, title, failures, note)
+
+
+def _print_failures(outcomes: list[FileOutcome], total: int) -> None:
+    failures = [outcome for outcome in outcomes if outcome.output is None]
+    if failures:
+        print(f"cyclegan: {len(failures)} of {total} image(s) not translated:", file=sys.stderr)
+        for failure in failures:
+            print(f"  {printable_path(failure.error or failure.source)}", file=sys.stderr)
