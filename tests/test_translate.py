@@ -5,6 +5,7 @@ from PIL import Image
 from cyclegan.config import apply_overrides
 from cyclegan.io.images import ImageError, save_image
 from cyclegan.nets.generators import build_generator
+from cyclegan.nets.sizes import smallest_input
 from cyclegan.translate import TranslationError, Translator, pad_to_multiple
 
 from .helpers import tiny_config, tiny_dataset
@@ -125,6 +126,9 @@ def test_the_resnet_smallest_size_is_the_smallest_that_runs():
             net(torch.zeros(1, 3, 4, 4))
     unet = build_generator("unet_128", 3, 3, 2, "batch", False)
     assert unet.min_size == unet.size_multiple == 128
+    for arch in ("resnet_6blocks", "resnet_9blocks", "unet_128", "unet_256"):  # as the config's check derives it
+        net = build_generator(arch, 3, 3, 1, "instance", False)
+        assert net.min_size == smallest_input(arch, "pixel", 1)  # a PixelGAN needs only 2: the generator decides
 
 
 @pytest.mark.parametrize("arch", ["resnet_6blocks", "resnet_9blocks", "unet_128"])

@@ -67,7 +67,7 @@ class ResnetGenerator(nn.Module):
         self.model = nn.Sequential(*layers)
         self.size_multiple = 4
         # A side of 4 leaves 1 pixel after the two stride-2 convolutions, which the blocks' ReflectionPad2d(1)
-        # cannot reflect (and instance norm cannot normalise); 8 leaves 2. The first ReflectionPad2d(3) needs 4.
+        # cannot reflect (and instance norm cannot normalise); 8 leaves 2 (as nets/sizes.py derives for configs).
         self.min_size = 8
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
