@@ -138,8 +138,8 @@ class RunLock:
     The lock is an exclusive `flock` on RUN/.lock, which the kernel releases whenever the process ends, however it
     ends (kill -9 included): a lock left by a dead process is never in the way. The file records who holds it (PID,
     host, start time) for the message a second run gets. Where the file system has no flock (some network file
-    systems answer ENOLCK), the record itself is the lock: created exclusively, and taken over only when it names a
-    process of this host that no longer exists; a record from another host must be removed by hand.
+    systems answer ENOLCK), the record itself is the lock: free when empty, taken over only when it names a process
+    of this host that no longer exists; a record from another host must be removed by hand.
     """
 
     def __init__(self, path: Path) -> None:

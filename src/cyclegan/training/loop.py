@@ -384,6 +384,7 @@ class _Trainer:
         self.saved_step = progress.step  # the state of this step is in the latest checkpoint (or nothing yet)
         self.nonfinite_in_a_row = 0
         self.steps_this_call, self.started = 0, time.monotonic()
+        self.lr, self.bar = 0.0, None  # this epoch's learning rate and progress bar (`_epoch_batches`)
 
     def elapsed(self) -> float:  # training time of the whole run, across resumes
         return self.progress.elapsed_before + time.monotonic() - self.started
