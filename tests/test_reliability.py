@@ -4,6 +4,7 @@ bad images, divergence, orphan temporaries. Real processes where the failure is 
 import errno
 import json
 import math
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -234,6 +235,7 @@ def test_an_image_that_fails_mid_run_leaves_a_resumable_checkpoint(tmp_path, wor
     good = (root / "trainA" / "005.png").read_bytes()
     _truncate(root / "trainA" / "005.png")  # the sixth A image: serial order, so step 6 of each epoch
     assert main(options) == 1
+    assert not multiprocessing.active_children()  # the workers were ended, or they would hold the process at exit
     error = capsys.readouterr().err
     assert "training stopped at epoch 1, iteration 5 (step 5)" in error and "005.png" in error
     assert "Traceback" not in error and "--resume" in error

@@ -421,7 +421,8 @@ class _Trainer:
                             num_workers=config.data.num_workers, worker_init_fn=_ignore_stop_signals,
                             pin_memory=self.context.device.type == "cuda",
                             generator=torch.Generator())  # leaves the global RNG untouched
-        bar = progress_bar(loader, total=self.batches_per_epoch, initial=progress.iteration, unit="it",
+        batches = iter(loader)
+        bar = progress_bar(batches, total=self.batches_per_epoch, initial=progress.iteration, unit="it",
                            description=f"epoch {progress.epoch + 1}/{config.train.total_epochs}",
                            enabled=self.show_progress)
         self.bar = bar
@@ -429,6 +430,11 @@ class _Trainer:
             yield from bar
         finally:
             bar.close()
+            # End the data workers now, also after an error: the error's traceback keeps this frame (and so the
+            # loader's iterator) alive, and the workers with it, which would hold the process at exit.
+            shutdown = getattr(batches, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
 
     def _after_step(self, losses: dict[str, float], log: LogWriter | None) -> None:
         progress = self.progress
