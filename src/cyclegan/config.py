@@ -367,6 +367,17 @@ def _sectioned(values: dict[str, Any], updates: dict[str, dict[str, Any]] | None
     return updates
 
 
+def flat_options(values: dict[str, Any]) -> dict[str, Any]:
+    """Options by name, from a sectioned ({'train': {...}}), flat or mixed mapping (a config file, flags)."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in SECTIONS and isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat
+
+
 def apply_overrides(config: Config, values: dict[str, Any]) -> Config:
     """Return `config` with `values` applied; `values` is sectioned ({'model': {...}}) or flat ({'ngf': 32})."""
     updates = _sectioned(values)

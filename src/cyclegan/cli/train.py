@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ..config import SECTIONS, Config, ConfigError, apply_overrides, config_from_layers, load_config_file
+from ..config import Config, ConfigError, apply_overrides, config_from_layers, flat_options, load_config_file
 from ..training.distributed import launched_rank
 from ..training.loop import train
 from .options import add_config_options, given_options
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--resume continues a run and --overwrite deletes it: give one of them")
         # The config file and the flags, flattened: the saved config takes what may change on resume and refuses
         # a change to anything else (training/loop.py RESUMABLE_OVERRIDES).
-        flat = {name: value for layer in [*layers, given] for name, value in _flat(layer).items()}
+        flat = {name: value for layer in [*layers, given] for name, value in flat_options(layer).items()}
         config = apply_overrides(Config(), {"run_dir": flat.get("run_dir", Config().train.run_dir)})
         result = train(config, resume=True, overrides=flat, show_progress=show_progress, max_steps=args.max_steps)
     else:
@@ -70,13 +70,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"resume with: cyclegan train --resume --run-dir {result.run_dir}")
     return 0
 
-
-def _flat(layer: dict) -> dict:
-    """Options of a config-file or flag layer by name, whether it is sectioned ({'train': {...}}) or flat."""
-    flat = {}
-    for key, value in layer.items():
-        if key in SECTIONS and isinstance(value, dict):
-            flat.update(value)
-        else:
-            flat[key] = value
-    return flat

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from ..config import Config, ConfigError, DataConfig, apply_overrides
+from ..config import Config, ConfigError, DataConfig, apply_overrides, flat_options
 from ..data.folders import (
     AlignedDataset,
     DatasetError,
@@ -169,9 +169,7 @@ def _resume_config(saved: Config, overrides: dict[str, Any] | None, run: RunFold
     """The saved config with `overrides` (flat or sectioned, from flags and a config file) applied. Options whose
     value stays the same may be given (a config file usually repeats them all); changing one that is not in
     RESUMABLE_OVERRIDES is refused, naming each."""
-    overrides = overrides or {}
-    flat = {k: v for section in overrides.values() for k, v in section.items()} if all(
-        isinstance(v, dict) for v in overrides.values()) else dict(overrides)
+    flat = flat_options(overrides or {})
     if flat.get("dataroot") == "builtin" and Path(saved.data.dataroot).is_relative_to(run.root / "data"):
         flat.pop("dataroot")  # the run resolved 'builtin' to the data set it wrote into its folder
     resumed = apply_overrides(saved, {**flat, "run_dir": str(run.root)})
