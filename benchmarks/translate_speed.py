@@ -75,13 +75,12 @@ def write_cli_inputs(root: Path, arch: str, ngf: int, sizes: list[int], count: i
 
     from cyclegan.io.checkpoints import save_checkpoint
     from cyclegan.io.images import save_image
-    from cyclegan.models.cyclegan import build_generators
+    from cyclegan.generators import build_generators
 
     torch.manual_seed(0)
     config = model_config(arch, ngf)
-    gen_ab, gen_ba = build_generators(config.model)
-    model = save_checkpoint(root / "model.safetensors", config,
-                            {"nets": {"gen_ab": gen_ab.state_dict(), "gen_ba": gen_ba.state_dict()}})
+    nets = {name: net.state_dict() for name, net in build_generators(config.model).items()}
+    model = save_checkpoint(root / "model.safetensors", config, {"nets": nets})
     folders = {}
     for size in sizes:
         folders[size] = root / f"inputs_{size}"

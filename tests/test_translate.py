@@ -1,9 +1,14 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 from PIL import Image
 
 from cyclegan.config import apply_overrides
-from cyclegan.io.images import ImageError, save_image
+from cyclegan.generators import build_generators
+from cyclegan.io.checkpoints import save_checkpoint
+from cyclegan.io.images import ImageError, load_image, save_image
 from cyclegan.nets.generators import build_generator
 from cyclegan.nets.sizes import smallest_input
 from cyclegan.translate import TranslationError, Translator, pad_to_multiple
@@ -193,3 +198,29 @@ def test_translate_each_goes_past_bad_files_and_strict_stops_at_the_first(transl
     assert sorted(p.name for p in (tmp_path / "strict").iterdir()) == ["a.png"]
     with pytest.raises(ImageError, match="b.png"):  # translate_files: strict, as it always was
         translator.translate_files(paths, tmp_path / "files", show_progress=False)
+
+
+def test_the_api_converts_images_as_files_are_loaded(translator, tmp_path):
+    """An RGBA image given to the API is composited on white, as `load_image` (the CLI's reader) does, not
+    translated with the colours hidden under its transparent pixels."""
+    rgba = Image.new("RGBA", (24, 16), (0, 0, 0, 0))
+    rgba.paste((200, 30, 90, 255), (0, 0, 12, 16))
+    path = tmp_path / "rgba.png"
+    rgba.save(path)
+    from_file = translator(load_image(path))
+    assert translator(rgba).tobytes() == from_file.tobytes()
+    assert translator(rgba).tobytes() != translator(rgba.convert("RGB")).tobytes()  # alpha was not just dropped
+
+
+def test_loading_a_model_to_translate_imports_no_training_code(tmp_path):
+    config = tiny_config(tmp_path / "run", tmp_path / "data", ngf=4)
+    model = tmp_path / "model.safetensors"
+    save_checkpoint(model, config, {"nets": {name: net.state_dict()
+                                             for name, net in build_generators(config.model).items()}})
+    script = (f"import sys, cyclegan; cyclegan.load({str(model)!r}, device='cpu'); "
+              "print(' '.join(sorted(name for name in sys.modules if name.startswith('cyclegan'))))")
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    assert "cyclegan.translate" in loaded
+    training = [name for name in loaded if name.startswith(("cyclegan.training", "cyclegan.models", "cyclegan.losses",
+                                                             "cyclegan.data", "cyclegan.metrics"))]
+    assert training == []

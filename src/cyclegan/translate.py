@@ -27,13 +27,13 @@ from PIL import Image
 from torch import nn
 
 from .config import DIRECTIONS, Config, ModelConfig
+from .generators import build_generators, load_generators
 from .io.checkpoints import CheckpointError, find_checkpoint, load_checkpoint
-from .io.images import ImageError, image_to_tensor, load_image, output_paths, save_image, tensor_to_image
+from .io.images import ImageError, convert_mode, image_to_tensor, load_image, output_paths, save_image, tensor_to_image
 from .io.official import load_official_generator, official_checkpoint_files
-from .models import build_generators, load_generators
 from .nets.layers import set_fast_convolutions
 from .progress import progress_bar
-from .runtime import keep_freed_memory, select_device
+from .runtime import select_device
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +80,6 @@ class Translator:
                  device: torch.device | str = "cpu") -> None:
         self.config = config
         self.device = torch.device(device)
-        if self.device.type == "cpu":
-            keep_freed_memory()
         self.generators = {direction: net.to(self.device).eval()
                            for direction, net in (("AtoB", gen_ab), ("BtoA", gen_ba)) if net is not None}
         self.set_fast_convolutions(True)
@@ -268,8 +266,9 @@ class Translator:
 
 
 def _prepare(image: Image.Image, channels: int, resize: int | None) -> Image.Image:
-    """Match the generator's channels; with `resize`, scale the shorter side to that many pixels."""
-    image = image.convert("L" if channels == 1 else "RGB")
+    """Match the generator's channels as `load_image` does (alpha over white, 16-bit scaled); with `resize`, scale
+    the shorter side to that many pixels."""
+    image = convert_mode(image, channels)
     if resize:
         scale = resize / min(image.size)
         image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..config import Config, ModelConfig, TrainConfig
-from ..io.checkpoints import CheckpointError, check_network_state
+from ..generators import build_generators, load_generators
+from ..io.checkpoints import check_network_state
 from .base import TranslationModel
 from .cyclegan import CycleGAN
 from .pix2pix import Pix2Pix
@@ -26,24 +26,6 @@ def model_class(config: ModelConfig) -> type[TranslationModel]:
 def build_model(config: ModelConfig, train: TrainConfig) -> TranslationModel:
     """The model `config.model` names, with its networks, optimisers and image pools (on the CPU)."""
     return model_class(config)(config, train)
-
-
-def build_generators(config: ModelConfig) -> dict[str, nn.Module]:
-    """The generators of the model `config.model` names, by checkpoint name (gen_ab, and gen_ba for CycleGAN)."""
-    return model_class(config).generators_for(config)
-
-
-def load_generators(config: ModelConfig, nets: Any, source: str | Path) -> dict[str, nn.Module]:
-    """The generators of `config`'s model holding the weights `nets` (a checkpoint's "nets" state, read from
-    `source`), after checking that every tensor is there with the shape `config` gives (CheckpointError if not)."""
-    with torch.device("meta"):  # no time spent initialising weights that the file replaces at once
-        generators = build_generators(config)
-    check_network_state(source, generators, nets, config)
-    for name, generator in generators.items():
-        generator.load_state_dict(nets[name], assign=True)
-        if any(tensor.is_meta for tensor in [*generator.parameters(), *generator.buffers()]):
-            raise CheckpointError(f"{source}: {name} has tensors the file does not hold")
-    return generators
 
 
 def check_checkpoint_networks(config: Config, nets: Any, source: str | Path,

@@ -19,24 +19,14 @@ from torch import nn
 
 from .. import losses
 from ..config import ModelConfig, TrainConfig
+from ..generators import build_generators
 from ..nets.discriminators import build_discriminator
-from ..nets.generators import build_generator
 from ..nets.layers import init_weights
 from ..training.pool import ImagePool
 from .base import TranslationModel, adam, loss_values, set_requires_grad
 
 LOSS_NAMES = ("gan_ab", "gan_ba", "cycle_a", "cycle_b", "self_reg_a", "self_reg_b", "idt_a", "idt_b", "disc_a",
               "disc_b", "gp_a", "gp_b")
-
-
-def build_generators(config: ModelConfig) -> tuple[nn.Module, nn.Module]:
-    """gen_ab (G: A -> B) and gen_ba (F: B -> A), initialised; all that translation needs."""
-    gen_ab = build_generator(config.gen_arch, config.channels_a, config.channels_b, config.ngf, config.norm,
-                             config.dropout)
-    gen_ba = build_generator(config.gen_arch, config.channels_b, config.channels_a, config.ngf, config.norm,
-                             config.dropout)
-    return (init_weights(gen_ab, config.init_type, config.init_gain),
-            init_weights(gen_ba, config.init_type, config.init_gain))
 
 
 def build_discriminators(config: ModelConfig) -> tuple[nn.Module, nn.Module]:
@@ -58,7 +48,8 @@ class CycleGAN(TranslationModel):
 
     def __init__(self, config: ModelConfig, train: TrainConfig, fuse_batches: bool = True) -> None:
         super().__init__(config, fuse_batches, train.precision)
-        self.gen_ab, self.gen_ba = build_generators(config)
+        generators = build_generators(config)
+        self.gen_ab, self.gen_ba = generators["gen_ab"], generators["gen_ba"]
         self.disc_a, self.disc_b = build_discriminators(config)
         # One optimiser per player, as in the official code: G and F share one, D_X and D_Y the other.
         self.optimizers = {
@@ -71,8 +62,7 @@ class CycleGAN(TranslationModel):
 
     @staticmethod
     def generators_for(config: ModelConfig) -> dict[str, nn.Module]:
-        gen_ab, gen_ba = build_generators(config)
-        return {"gen_ab": gen_ab, "gen_ba": gen_ba}
+        return build_generators(config)
 
     def networks(self) -> dict[str, nn.Module]:
         return {"gen_ab": self.gen_ab, "gen_ba": self.gen_ba, "disc_a": self.disc_a, "disc_b": self.disc_b}

@@ -21,8 +21,8 @@ from torch import nn
 
 from .. import losses
 from ..config import ModelConfig, TrainConfig
+from ..generators import build_generators
 from ..nets.discriminators import build_discriminator
-from ..nets.generators import build_generator
 from ..nets.layers import init_weights
 from ..training.pool import ImagePool
 from .base import TranslationModel, adam, loss_values, set_requires_grad
@@ -51,9 +51,7 @@ class Pix2Pix(TranslationModel):
 
     @staticmethod
     def generators_for(config: ModelConfig) -> dict[str, nn.Module]:
-        gen_ab = build_generator(config.gen_arch, config.channels_a, config.channels_b, config.ngf, config.norm,
-                                 config.dropout)
-        return {"gen_ab": init_weights(gen_ab, config.init_type, config.init_gain)}
+        return build_generators(config)
 
     def networks(self) -> dict[str, nn.Module]:
         return {"gen_ab": self.gen_ab, "disc_b": self.disc_b}

@@ -44,7 +44,7 @@ from ..models import TranslationModel, build_model, check_checkpoint_networks, m
 from ..progress import format_duration, progress_bar
 from ..report.grids import sample_grid, save_png
 from ..report.html import write_run_report
-from ..runtime import capture_rng_state, configure_cudnn, keep_freed_memory, restore_rng_state, seed_everything
+from ..runtime import capture_rng_state, configure_cudnn, restore_rng_state, seed_everything
 from .distributed import DistributedContext, distributed_context, rank_items, rank_seed
 from .schedule import learning_rate
 
@@ -287,8 +287,6 @@ def _train(context: DistributedContext, config: Config, run: RunFolder, checkpoi
             raise ConfigError(f"{run.root} was trained by {saved_world_size} process(es); resume it with as many "
                               f"(this is {context.world_size})")
     device = context.device
-    if device.type == "cpu":
-        keep_freed_memory()  # fewer page faults: about 10% of a CPU step
     if context.is_main:
         run.create()
         config = resolve_data_root(config, run)  # may write the built-in data set

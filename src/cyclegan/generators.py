@@ -1,0 +1,47 @@
+"""The generators a model's config describes, built and loaded: all that translation needs.
+
+Translation imports this module, never `models/`: loading a model to translate must not load the training code
+(optimisers, image pools, losses, distributed wrappers). Each model's generators are named as in its checkpoints.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .io.checkpoints import CheckpointError, check_network_state
+from .nets.generators import build_generator
+from .nets.layers import init_weights
+
+# Per model: each generator's checkpoint name and the domains it maps between (G: A -> B is gen_ab, F is gen_ba).
+GENERATORS_OF: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "cyclegan": (("gen_ab", "a", "b"), ("gen_ba", "b", "a")),
+    "pix2pix": (("gen_ab", "a", "b"),),
+}
+
+
+def build_generators(config: ModelConfig) -> dict[str, nn.Module]:
+    """The generators of the model `config.model` names, initialised, by checkpoint name (gen_ab, gen_ba)."""
+    channels = {"a": config.channels_a, "b": config.channels_b}
+    generators = {name: build_generator(config.gen_arch, channels[source], channels[target], config.ngf,
+                                        config.norm, config.dropout)
+                  for name, source, target in GENERATORS_OF[config.model]}
+    # All built, then all initialised: the order in which they draw from the seeded generator since the start.
+    return {name: init_weights(generator, config.init_type, config.init_gain) for name, generator in generators.items()}
+
+
+def load_generators(config: ModelConfig, nets: Any, source: str | Path) -> dict[str, nn.Module]:
+    """The generators of `config`'s model holding the weights `nets` (a checkpoint's "nets" state, read from
+    `source`), after checking that every tensor is there with the shape `config` gives (CheckpointError if not)."""
+    with torch.device("meta"):  # no time spent initialising weights that the file replaces at once
+        generators = build_generators(config)
+    check_network_state(source, generators, nets, config)
+    for name, generator in generators.items():
+        generator.load_state_dict(nets[name], assign=True)
+        if any(tensor.is_meta for tensor in [*generator.parameters(), *generator.buffers()]):
+            raise CheckpointError(f"{source}: {name} has tensors the file does not hold")
+    return generators
