@@ -73,9 +73,9 @@ def write_cli_inputs(root: Path, arch: str, ngf: int, sizes: list[int], count: i
     """A CycleGAN model file (both generators, with its config) and one folder of `count` PNGs per size."""
     import torch
 
+    from cyclegan.generators import build_generators
     from cyclegan.io.checkpoints import save_checkpoint
     from cyclegan.io.images import save_image
-    from cyclegan.generators import build_generators
 
     torch.manual_seed(0)
     config = model_config(arch, ngf)
