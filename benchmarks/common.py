@@ -49,14 +49,24 @@ def cpu_flags() -> list[str]:
     return sorted(flag for flag in flags if flag.startswith(("avx", "amx", "fma", "sse4")))
 
 
+def cpu_summary(flags: Sequence[str]) -> str:
+    """The CPU's widest vector unit and its low-precision matrix support, e.g. "AVX-512, AVX512-BF16, no AMX":
+    what bounds float32 and bfloat16 throughput."""
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    bf16 = "AVX512-BF16" if "avx512_bf16" in flags else "no AVX512-BF16"
+    amx = "AMX" if "amx_tile" in flags else "no AMX"
+    return f"{vector}, {bf16}, {amx}" if flags else "unknown (no /proc/cpuinfo)"
+
+
 def machine() -> dict[str, Any]:
     """Where the figures come from: CPU, cores, torch threads and versions. Call it in the measuring process, after
     any thread setting, so `torch_threads` is what the measurement used."""
     import torch
 
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    flags = cpu_flags()
     return {"cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "cpu_flags": cpu_flags(), "logical_cores": os.cpu_count(), "usable_cores": affinity,
+            "cpu_summary": cpu_summary(flags), "cpu_flags": flags, "logical_cores": os.cpu_count(), "usable_cores": affinity,
             "torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
             "torch_version": torch.__version__, "mkldnn": torch.backends.mkldnn.is_available(),
             "python": platform.python_version(), "platform": platform.platform(),
@@ -188,6 +198,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def describe_machine(info: dict[str, Any]) -> str:
-    return (f"Machine: {info['cpu_model']}; {info['logical_cores']} logical cores ({info['usable_cores']} usable), "
+    summary = info.get("cpu_summary") or info.get("cpu_capability")
+    return (f"Machine: {info['cpu_model']} ({summary}); {info['logical_cores']} logical cores ({info['usable_cores']} usable), "
             f"torch {info['torch_version']} with {info['torch_threads']} threads; Python {info['python']}; "
             f"load average {', '.join(f'{x:.2f}' for x in info['load_average'] or [])}")

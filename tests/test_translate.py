@@ -224,3 +224,25 @@ def test_loading_a_model_to_translate_imports_no_training_code(tmp_path):
     training = [name for name in loaded if name.startswith(("cyclegan.training", "cyclegan.models", "cyclegan.losses",
                                                              "cyclegan.data", "cyclegan.metrics"))]
     assert training == []
+
+
+def test_bfloat16_autocast_is_opt_in_and_never_runs_nnpack():
+    torch.manual_seed(0)
+    translator = Translator.from_config(tiny_config("unused", "unused", ngf=8))
+    image = torch.rand(1, 3, 32, 48) * 2 - 1
+    exact = translator(image)
+    fast_layers = [module for net in translator.generators.values() for module in net.modules()
+                   if hasattr(module, "fast")]
+    assert fast_layers and all(module.fast for module in fast_layers)  # NNPACK by default in float32
+    low = translator.set_precision("bfloat16")(image)
+    assert not any(module.fast for module in fast_layers)
+    assert low.dtype == torch.float32 and low.shape == exact.shape
+    difference = (low - exact).abs()
+    # bfloat16 keeps 8 significant bits: the outputs move, but stay the same picture.
+    assert 0 < difference.mean() < 0.1
+    assert torch.equal(translator.set_precision("float32")(image), exact)
+    assert all(module.fast for module in fast_layers)
+    with pytest.raises(TranslationError, match="float16 is for GPUs"):
+        translator.set_precision("float16")
+    with pytest.raises(TranslationError, match="precision='double'"):
+        translator.set_precision("double")

@@ -37,6 +37,17 @@ from .runtime import select_device
 
 logger = logging.getLogger(__name__)
 
+PRECISIONS = ("float32", "bfloat16", "float16")
+
+
+def cpu_has_bfloat16() -> bool:
+    """Whether oneDNN finds native bfloat16 arithmetic on this CPU (AVX512-BF16 or AMX)."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(check()) if check is not None else False
+    except RuntimeError:
+        return False
+
 
 class TranslationError(ValueError):
     """A request this model cannot serve (a direction it lacks, images of the wrong channels) or bad settings
@@ -82,6 +93,7 @@ class Translator:
         self.device = torch.device(device)
         self.generators = {direction: net.to(self.device).eval()
                            for direction, net in (("AtoB", gen_ab), ("BtoA", gen_ba)) if net is not None}
+        self.precision = "float32"
         self.set_fast_convolutions(True)
         # On the CPU one image at a time is fastest (batch 4: ~15% slower per image at 256x256; a GPU wants
         # batches: benchmarks/translate_speed.py).
@@ -89,10 +101,27 @@ class Translator:
 
     def set_fast_convolutions(self, enabled: bool) -> Translator:
         """NNPACK convolutions on the CPU (`nets.layers.conv2d`; on by default): the outputs equal oneDNN's up to
-        float rounding, far below an 8-bit image's step. Off: oneDNN's direct convolutions only."""
+        float rounding, far below an 8-bit image's step. Off: oneDNN's direct convolutions only. They apply in
+        float32 only (`set_precision`)."""
+        self.fast_convolutions = enabled
         for net in self.generators.values():
-            set_fast_convolutions(net, enabled)
+            set_fast_convolutions(net, enabled and self.precision == "float32")
         return self
+
+    def set_precision(self, precision: str) -> Translator:
+        """float32 (the default: exact), or bfloat16 / float16 autocast: faster where the hardware has the type
+        (bfloat16 on CPUs with AVX512-BF16 or AMX and on recent GPUs; float16 on GPUs), with outputs a few 8-bit
+        steps off float32 (README, "Speed"). Autocast runs oneDNN's or cuDNN's kernels, never NNPACK's."""
+        if precision not in PRECISIONS:
+            raise TranslationError(f"precision={precision!r}; use one of {', '.join(PRECISIONS)}")
+        if precision == "float16" and self.device.type == "cpu":
+            raise TranslationError("float16 is for GPUs; on the CPU use bfloat16 (fast where the CPU has AVX512-BF16 "
+                                   "or AMX) or float32")
+        if precision == "bfloat16" and self.device.type == "cpu" and not cpu_has_bfloat16():
+            logger.warning("this CPU has no native bfloat16 (AVX512-BF16 or AMX): bfloat16 is emulated and slower "
+                           "than float32 here")
+        self.precision = precision
+        return self.set_fast_convolutions(self.fast_convolutions)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> Translator:
@@ -175,7 +204,10 @@ class Translator:
                                    f"{batch.shape[1]}")
         padded, (height, width) = pad_to_multiple(batch.to(self.device, torch.float32), generator.size_multiple,
                                                   generator.min_size)
-        output = generator(padded)[..., :height, :width].to(batch.device)
+        with torch.autocast(self.device.type, dtype=getattr(torch, self.precision),
+                            enabled=self.precision != "float32"):
+            output = generator(padded)
+        output = output[..., :height, :width].to(batch.device, torch.float32)
         return output[0] if single else output
 
     def __call__(self, images: Image.Image | Sequence[Image.Image] | torch.Tensor, direction: str = "AtoB",
