@@ -66,7 +66,8 @@ def machine() -> dict[str, Any]:
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     flags = cpu_flags()
     return {"cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "cpu_summary": cpu_summary(flags), "cpu_flags": flags, "logical_cores": os.cpu_count(), "usable_cores": affinity,
+            "cpu_summary": cpu_summary(flags), "cpu_flags": flags, "logical_cores": os.cpu_count(),
+            "usable_cores": affinity,
             "torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
             "torch_version": torch.__version__, "mkldnn": torch.backends.mkldnn.is_available(),
             "python": platform.python_version(), "platform": platform.platform(),
@@ -199,6 +200,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def describe_machine(info: dict[str, Any]) -> str:
     summary = info.get("cpu_summary") or info.get("cpu_capability")
-    return (f"Machine: {info['cpu_model']} ({summary}); {info['logical_cores']} logical cores ({info['usable_cores']} usable), "
+    return (f"Machine: {info['cpu_model']} ({summary}); {info['logical_cores']} logical cores "
+            f"({info['usable_cores']} usable), "
             f"torch {info['torch_version']} with {info['torch_threads']} threads; Python {info['python']}; "
             f"load average {', '.join(f'{x:.2f}' for x in info['load_average'] or [])}")
