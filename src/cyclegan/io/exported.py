@@ -66,10 +66,11 @@ def _dynamic_inputs(net: nn.Module, channels: int) -> tuple[torch.Tensor, dict]:
     from torch.export import Dim
 
     multiple = net.size_multiple
-    least = max(2, -(-net.min_size // multiple))  # in multiples
+    least = -(-net.min_size // multiple)  # in multiples
     dims = {"x": {0: Dim("batch", min=1, max=MAX_BATCH), 2: multiple * Dim("height_steps", min=least),
                   3: multiple * Dim("width_steps", min=least)}}
-    return torch.zeros(2, channels, least * multiple, least * multiple), dims
+    side = max(2, least) * multiple
+    return torch.zeros(2, channels, side, side), dims
 
 
 def _require(module: str) -> None:
@@ -80,10 +81,23 @@ def _require(module: str) -> None:
                           f"{error}); {INSTALL_HINT}") from None
 
 
+def _sizes_obliviously() -> contextlib.AbstractContextManager:
+    """torch.export assumes that a dynamic size is never 1 and adds a guard where the graph would differ; the
+    U-Net's innermost maps are 1x1 at its smallest input (one multiple), which would then be refused. Reasoning
+    about sizes "obliviously" keeps the one general graph, which is also right for 1 (the tests check min_size)."""
+    try:
+        from torch.fx.experimental import _config
+    except ImportError:
+        return contextlib.nullcontext()
+    return _config.patch(backed_size_oblivious=True) if hasattr(_config, "backed_size_oblivious") else \
+        contextlib.nullcontext()
+
+
 @contextlib.contextmanager
 def _export_errors(what: str) -> Iterator[None]:
     try:
-        yield
+        with torch.no_grad(), _sizes_obliviously():
+            yield
     except (ConfigError, OSError):
         raise
     except Exception as error:  # the exporters fail in many ways; every one means "this network did not export"
@@ -97,7 +111,7 @@ def write_onnx(net: nn.Module, path: str | Path, metadata: dict[str, str]) -> Pa
     path = Path(path)
     plain = plain_network(net)
     example, dims = _dynamic_inputs(plain, int(metadata["channels_in"]))
-    with _export_errors(f"the {metadata['direction']} generator"), torch.no_grad():
+    with _export_errors(f"the {metadata['direction']} generator"):
         program = torch.onnx.export(plain, (example,), dynamo=True, dynamic_shapes=dims, input_names=["x"],
                                     output_names=["y"], verbose=False)
         program.model.metadata_props.update(metadata)
@@ -115,7 +129,7 @@ def write_pt2(net: nn.Module, path: str | Path, metadata: dict[str, str]) -> Pat
     path = Path(path)
     plain = plain_network(net)
     example, dims = _dynamic_inputs(plain, int(metadata["channels_in"]))
-    with _export_errors(f"the {metadata['direction']} generator"), torch.no_grad():
+    with _export_errors(f"the {metadata['direction']} generator"):
         program = torch.export.export(plain, (example,), dynamic_shapes=dims)
     with atomic_path(path) as temporary, open(temporary, "wb") as stream:
         torch.export.save(program, stream, extra_files=metadata)
