@@ -121,7 +121,7 @@ def test_engine_onnxruntime_exports_once_into_a_checked_cache(model, tmp_path, c
     cached.write_bytes(bytes(damaged))
     rebuilt = []
 
-    def rebuild(net, path, metadata):  # stands in for the export (tested above) to keep the test short
+    def rebuild(net, path, metadata, optimize):  # stands in for the export (tested above) to keep the test short
         rebuilt.append(path)
         Path(path).write_bytes(good)
         return Path(path)

@@ -94,9 +94,10 @@ def _sizes_obliviously() -> contextlib.AbstractContextManager:
 
 
 @contextlib.contextmanager
-def _export_errors(what: str) -> Iterator[None]:
-    try:
-        with torch.no_grad(), _sizes_obliviously():
+def _exporting(what: str) -> Iterator[None]:
+    """Export settings, and any exporter failure as a CheckpointError naming `what`."""
+    try:  # the engine exports from within the Translator's inference mode, which tracing (and the copy) must leave
+        with torch.inference_mode(False), torch.no_grad(), _sizes_obliviously():
             yield
     except (ConfigError, OSError):
         raise
@@ -104,16 +105,19 @@ def _export_errors(what: str) -> Iterator[None]:
         raise CheckpointError(f"{what} could not be exported ({type(error).__name__}: {error})") from error
 
 
-def write_onnx(net: nn.Module, path: str | Path, metadata: dict[str, str]) -> Path:
-    """Export `net` (see `plain_network`) to the ONNX file `path` with `metadata` as its metadata_props."""
+def write_onnx(net: nn.Module, path: str | Path, metadata: dict[str, str], optimize: bool = True) -> Path:
+    """Export `net` (see `plain_network`) to the ONNX file `path` with `metadata` as its metadata_props.
+
+    `optimize`: onnxscript's graph optimiser (constant folding, dead code; about a third of the nodes remain), for
+    any runtime; onnxruntime does the same itself when it loads the file."""
     _require("onnx")
     _require("onnxscript")
     path = Path(path)
-    plain = plain_network(net)
-    example, dims = _dynamic_inputs(plain, int(metadata["channels_in"]))
-    with _export_errors(f"the {metadata['direction']} generator"):
+    with _exporting(f"the {metadata['direction']} generator"):
+        plain = plain_network(net)
+        example, dims = _dynamic_inputs(plain, int(metadata["channels_in"]))
         program = torch.onnx.export(plain, (example,), dynamo=True, dynamic_shapes=dims, input_names=["x"],
-                                    output_names=["y"], verbose=False)
+                                    output_names=["y"], verbose=False, optimize=optimize)
         program.model.metadata_props.update(metadata)
     with atomic_path(path) as temporary:
         try:
@@ -127,9 +131,9 @@ def write_onnx(net: nn.Module, path: str | Path, metadata: dict[str, str]) -> Pa
 def write_pt2(net: nn.Module, path: str | Path, metadata: dict[str, str]) -> Path:
     """Export `net` with torch.export to the .pt2 file `path`, each `metadata` entry as an extra file."""
     path = Path(path)
-    plain = plain_network(net)
-    example, dims = _dynamic_inputs(plain, int(metadata["channels_in"]))
-    with _export_errors(f"the {metadata['direction']} generator"):
+    with _exporting(f"the {metadata['direction']} generator"):
+        plain = plain_network(net)
+        example, dims = _dynamic_inputs(plain, int(metadata["channels_in"]))
         program = torch.export.export(plain, (example,), dynamic_shapes=dims)
     with atomic_path(path) as temporary, open(temporary, "wb") as stream:
         torch.export.save(program, stream, extra_files=metadata)
@@ -199,7 +203,7 @@ def cached_onnx(net: nn.Module, metadata: dict[str, str], folder: Path) -> Path:
         pass
     if path.exists():
         logger.warning("the cached ONNX export %s does not match its digest; exporting again", path)
-    write_onnx(net, path, metadata)
+    write_onnx(net, path, metadata, optimize=False)  # for onnxruntime only, which optimises it on loading
     with atomic_path(check) as temporary:
         temporary.write_text(_file_digest(path) + "\n", encoding="ascii")
     return path
