@@ -60,3 +60,19 @@ def rewrite_checkpoint(source: Path, target: Path, config=None, state=None, drop
         del tensors[drop_tensor]
     save_file(tensors, str(target), metadata=stored)
     return target
+
+
+def with_random_statistics(net, seed: int = 0):
+    """`net` in eval mode with random batch-norm running statistics and affine parameters, so that a test comparing
+    two ways of running it fails if one uses the batch's statistics or default ones."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            channels = module.num_features
+            module.running_mean.copy_(0.5 * torch.randn(channels, generator=generator))
+            module.running_var.copy_(0.5 + torch.rand(channels, generator=generator))
+            module.weight.data.copy_(1 + 0.3 * torch.randn(channels, generator=generator))
+            module.bias.data.copy_(0.3 * torch.randn(channels, generator=generator))
+    return net.eval()

@@ -1,32 +1,45 @@
-"""Export a trained run: our safe model file (generators + config), or the official implementation's files."""
+"""Export a model: our safe model file (generators + config), the official implementation's files, or each
+generator alone as an ONNX or torch.export (.pt2) file that runs without our code (`io/exported.py`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from torch import nn
+
 from .config import ConfigError
-from .io.checkpoints import find_checkpoint, load_checkpoint, save_checkpoint
+from .io.checkpoints import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
+from .io.exported import EXPORT_FORMATS, export_generators
 from .io.official import save_official
 from .models import check_checkpoint_networks
 
-FORMATS = ("safetensors", "official")
+FORMATS = ("safetensors", "official", *EXPORT_FORMATS)
 
 
-def export_model(source: str | Path, out: str | Path, fmt: str = "safetensors",
-                 with_discriminators: bool = True) -> list[Path]:
-    """Write the model of `source` (a run folder or checkpoint) into folder `out`.
+def export_model(source: str | Path | None, out: str | Path, fmt: str = "safetensors",
+                 with_discriminators: bool = True, pretrained: str | None = None,
+                 base_url: str | None = None) -> list[Path]:
+    """Write the model of `source` (a run folder or checkpoint; for onnx and pt2 also an official .pth file or
+    checkpoint folder), or the official pretrained model `pretrained` (onnx and pt2), into folder `out`.
 
     safetensors: `model.safetensors`, both generators and the config (no optimiser or training state), the file to
     share for translation. official: `latest_net_G_A.pth`, `latest_net_G_B.pth` (and `latest_net_D_A.pth`,
-    `latest_net_D_B.pth`) with the official key names, which the official test.py loads unchanged.
+    `latest_net_D_B.pth`) with the official key names, which the official test.py loads unchanged. onnx / pt2:
+    `gen_ab.<fmt>` (and `gen_ba.<fmt>`), one generator each with dynamic batch and sides and its metadata.
     """
     if fmt not in FORMATS:
         raise ConfigError(f"format={fmt!r}; use one of {', '.join(FORMATS)}")
+    if (source is None) == (pretrained is None):
+        raise ConfigError("give either a model (run folder, checkpoint or official weights) or --pretrained NAME")
     out = Path(out)
     blocking = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
     if blocking is not None:
         raise ConfigError(f"{blocking} is a file, not a folder: export writes its files into the folder {out}; "
                           "give a new or existing folder as --out")
+    if fmt in EXPORT_FORMATS:
+        return _export_graphs(source, out, fmt, pretrained, base_url)
+    if pretrained is not None:
+        raise ConfigError(f"--pretrained models export as {' or '.join(EXPORT_FORMATS)}, not {fmt}")
     checkpoint = find_checkpoint(source)
     config, state = load_checkpoint(checkpoint, prefix="nets")
     nets = state["nets"]
@@ -39,3 +52,20 @@ def export_model(source: str | Path, out: str | Path, fmt: str = "safetensors",
     if fmt == "safetensors":
         return [save_checkpoint(out / "model.safetensors", config, {"nets": nets})]
     return save_official(nets, out)
+
+
+def _export_graphs(source: str | Path | None, out: Path, fmt: str, pretrained: str | None,
+                   base_url: str | None) -> list[Path]:
+    from .translate import Translator  # every model the Translator loads exports
+
+    if pretrained is not None:
+        translator = Translator.from_pretrained(pretrained, base_url, device="cpu")
+    else:
+        if Path(source).suffix == ".onnx":
+            raise ConfigError(f"{source} is already an exported ONNX file; export from the model it came from (a run "
+                              "folder, checkpoint or official weights)")
+        translator = Translator.load(source, device="cpu")
+    generators = translator.generators
+    if not all(isinstance(net, nn.Module) for net in generators.values()):
+        raise CheckpointError(f"{source}: not a PyTorch model")
+    return export_generators(generators, translator.config, out, fmt)

@@ -27,13 +27,13 @@ from PIL import Image
 from torch import nn
 
 from .config import DIRECTIONS, Config, ModelConfig
+from .engines import DEFAULT_ENGINE, Engine, OnnxRuntimeEngine, choose_engine, engines_for
 from .generators import build_generators, load_generators
 from .io.checkpoints import CheckpointError, find_checkpoint, load_checkpoint
 from .io.images import ImageError, convert_mode, image_to_tensor, load_image, output_paths, save_image, tensor_to_image
 from .io.official import load_official_generator, official_checkpoint_files
 from .nets.layers import set_fast_convolutions
 from .progress import progress_bar
-from .runtime import select_device
 
 logger = logging.getLogger(__name__)
 
@@ -85,14 +85,16 @@ def pad_to_multiple(batch: torch.Tensor, multiple: int, min_size: int = 1
 
 class Translator:
     """The generators of a trained model in eval mode: both of a CycleGAN, or one (gen_ab) of a pix2pix model or
-    an official single-generator file."""
+    an official single-generator file (or an exported .onnx file). `engine` runs them (engines.py): torch, the
+    networks themselves; onnxruntime, their ONNX export (on the CPU); auto, onnxruntime where it can."""
 
-    def __init__(self, gen_ab: nn.Module | None, gen_ba: nn.Module | None, config: ModelConfig,
-                 device: torch.device | str = "cpu") -> None:
+    def __init__(self, gen_ab: nn.Module | Engine | None, gen_ba: nn.Module | Engine | None, config: ModelConfig,
+                 device: torch.device | str = "cpu", engine: str = DEFAULT_ENGINE) -> None:
         self.config = config
-        self.device = torch.device(device)
-        self.generators = {direction: net.to(self.device).eval()
-                           for direction, net in (("AtoB", gen_ab), ("BtoA", gen_ba)) if net is not None}
+        self.engine, self.device = choose_engine(engine, device)
+        generators = {direction: net.to(self.device).eval() if isinstance(net, nn.Module) else net
+                      for direction, net in (("AtoB", gen_ab), ("BtoA", gen_ba)) if net is not None}
+        self.generators = engines_for(generators, config, self.engine)
         self.precision = "float32"
         self.set_fast_convolutions(True)
         # On the CPU one image at a time is fastest (batch 4: ~15% slower per image at 256x256; a GPU wants
@@ -105,7 +107,8 @@ class Translator:
         float32 only (`set_precision`)."""
         self.fast_convolutions = enabled
         for net in self.generators.values():
-            set_fast_convolutions(net, enabled and self.precision == "float32")
+            if isinstance(net, nn.Module):  # the torch engine
+                set_fast_convolutions(net, enabled and self.precision == "float32")
         return self
 
     def set_precision(self, precision: str) -> Translator:
@@ -114,6 +117,9 @@ class Translator:
         steps off float32 (README, "Speed"). Autocast runs oneDNN's or cuDNN's kernels, never NNPACK's."""
         if precision not in PRECISIONS:
             raise TranslationError(f"precision={precision!r}; use one of {', '.join(PRECISIONS)}")
+        if precision != "float32" and self.engine != "torch":
+            raise TranslationError(f"precision {precision} is PyTorch autocast; the {self.engine} engine runs "
+                                   "float32 only: use --engine torch for it")
         if precision == "float16" and self.device.type == "cpu":
             raise TranslationError("float16 is for GPUs; on the CPU use bfloat16 (fast where the CPU has AVX512-BF16 "
                                    "or AMX) or float32")
@@ -124,31 +130,35 @@ class Translator:
         return self.set_fast_convolutions(self.fast_convolutions)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> Translator:
+    def load(cls, path: str | Path, device: str = "auto", engine: str = DEFAULT_ENGINE) -> Translator:
         """Load a model; no architecture flags needed. `path` is one of: a run folder (its latest checkpoint), a
         checkpoint or model file of ours (.safetensors; a pix2pix model translates A->B only), an official generator
-        file (.pth: A->B only), or an official checkpoint folder (latest_net_G_A.pth and latest_net_G_B.pth)."""
+        file (.pth: A->B only), an official checkpoint folder (latest_net_G_A.pth and latest_net_G_B.pth), or a
+        generator exported by `cyclegan export --format onnx` (.onnx: its one direction, always on onnxruntime)."""
         path = Path(path)
+        if path.suffix == ".onnx":
+            exported = OnnxRuntimeEngine(path)
+            pair = (exported, None) if exported.direction == "AtoB" else (None, exported)
+            return cls(*pair, exported.model_config(), device, "onnxruntime")
         if path.suffix == ".pth" or (path.is_dir() and official_checkpoint_files(path)):
-            return cls._load_official(path, select_device(device))
+            return cls._load_official(path, device, engine)
         checkpoint = find_checkpoint(path)
-        target = select_device(device)
         config, state = load_checkpoint(checkpoint, device="cpu", prefix="nets")
         generators = load_generators(config.model, state["nets"], checkpoint)  # checked against the config
         logger.info("loaded %s (%s, %s, ngf=%d)", checkpoint, config.model.model, config.model.gen_arch,
                     config.model.ngf)
-        return cls(generators["gen_ab"], generators.get("gen_ba"), config.model, target)
+        return cls(generators["gen_ab"], generators.get("gen_ba"), config.model, device, engine)
 
     @classmethod
     def from_pretrained(cls, name: str, base_url: str | None = None, device: str = "auto",
-                        show_progress: bool = True) -> Translator:
+                        show_progress: bool = True, engine: str = DEFAULT_ENGINE) -> Translator:
         """An official pretrained generator (`cyclegan pretrained list`), downloaded into the cache once."""
         from .pretrained import pretrained_file  # the downloader is needed only here
 
-        return cls._load_official(pretrained_file(name, base_url, show_progress=show_progress), select_device(device))
+        return cls._load_official(pretrained_file(name, base_url, show_progress=show_progress), device, engine)
 
     @classmethod
-    def _load_official(cls, path: Path, device: torch.device) -> Translator:
+    def _load_official(cls, path: Path, device: str, engine: str) -> Translator:
         files = {"gen_ab": path} if path.is_file() or path.suffix == ".pth" else official_checkpoint_files(path)
         nets, specs = {}, {}
         for name in ("gen_ab", "gen_ba"):
@@ -162,13 +172,13 @@ class Translator:
         config = ModelConfig(gen_arch=spec.arch, ngf=spec.ngf, norm=spec.norm, dropout=spec.dropout,
                              channels_a=channels_a, channels_b=channels_b, lambda_identity=0.0)
         logger.info("loaded official weights %s (%s, ngf=%d, norm=%s)", path, spec.arch, spec.ngf, spec.norm)
-        return cls(nets.get("gen_ab"), nets.get("gen_ba"), config, device)
+        return cls(nets.get("gen_ab"), nets.get("gen_ba"), config, device, engine)
 
     @classmethod
-    def from_config(cls, config: Config, device: str = "cpu") -> Translator:
+    def from_config(cls, config: Config, device: str = "cpu", engine: str = DEFAULT_ENGINE) -> Translator:
         """Untrained generators for `config` (a baseline to compare a trained model against)."""
         generators = build_generators(config.model)
-        return cls(generators["gen_ab"], generators.get("gen_ba"), config.model, select_device(device))
+        return cls(generators["gen_ab"], generators.get("gen_ba"), config.model, device, engine)
 
     def check_direction(self, direction: str) -> str:
         """`direction` if this model has its generator; otherwise a TranslationError saying what it has."""
@@ -177,8 +187,9 @@ class Translator:
         if direction not in self.generators:
             supported = " and ".join(self.generators)
             raise TranslationError(
-                f"this model has no {direction} generator: it translates {supported} only (a pix2pix model and "
-                f"an official single-generator file have one direction); use direction {supported}")
+                f"this model has no {direction} generator: it translates {supported} only (a pix2pix model, "
+                f"an official single-generator file and an exported .onnx file have one direction); use direction "
+                f"{supported}")
         return direction
 
     def check_settings(self, resize: int | None, batch_size: int | None) -> int:
@@ -315,6 +326,7 @@ def _batches_by_size(tensors: list[torch.Tensor], batch_size: int) -> list[list[
     return [indices[i:i + batch_size] for indices in groups.values() for i in range(0, len(indices), batch_size)]
 
 
-def load(path: str | Path, device: str = "auto") -> Translator:
-    """Load a trained model for translation: `cyclegan.load("runs/my_run")("photo.jpg" as PIL image)`."""
-    return Translator.load(path, device)
+def load(path: str | Path, device: str = "auto", engine: str = DEFAULT_ENGINE) -> Translator:
+    """Load a trained model for translation: `cyclegan.load("runs/my_run")("photo.jpg" as PIL image)`; `engine`:
+    torch, onnxruntime or auto (engines.py)."""
+    return Translator.load(path, device, engine)

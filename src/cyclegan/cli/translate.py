@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..config import ConfigError
+from ..engines import DEFAULT_ENGINE, ENGINES
 from ..io.images import ImageError, collect_inputs, printable_path
 from ..report.html import write_translation_page
 from ..translate import PRECISIONS, FileOutcome, Translator
@@ -48,7 +49,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         usage="cyclegan translate (MODEL | --pretrained NAME) INPUT... [options]",
         description="Translate every image given (files, folders, globs; any size) and write PNGs plus an HTML "
                     "page of inputs beside outputs. MODEL is a run folder, a checkpoint or model file of ours, an "
-                    "official generator .pth, or an official checkpoint folder.", epilog=EPILOG)
+                    "official generator .pth, an official checkpoint folder, or a generator exported as .onnx (which "
+                    "translates its one direction with onnxruntime).", epilog=EPILOG)
     parser.add_argument("items", nargs="+", metavar="MODEL INPUT",
                         help="The model (unless --pretrained is given), then image files, folders (searched "
                              "recursively, following symlinked sub-folders; hidden ones skipped) or glob "
@@ -77,6 +79,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="float32: exact. bfloat16 (CPUs with AVX512-BF16 or AMX, GPUs) or float16 (GPUs): "
                              "autocast, faster, outputs a few 8-bit steps off float32 (README, Speed).")
+    parser.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
+                        help="What runs the generator: torch (PyTorch), onnxruntime (the CPU; the model is exported "
+                             "to ONNX on first use and cached; needs pip install \"cyclegan[onnx]\"), or auto "
+                             "(onnxruntime where installed and the device is the CPU). An .onnx MODEL always runs "
+                             "on onnxruntime.")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps.")
     parser.add_argument("--quiet", action="store_true", help="No progress bar.")
     parser.set_defaults(handler=run)
@@ -92,9 +99,9 @@ def run(args: argparse.Namespace) -> int:
     inputs = collect_inputs(items)
     if args.pretrained:
         translator = Translator.from_pretrained(args.pretrained, args.base_url, args.device,
-                                                show_progress=not args.quiet)
+                                                show_progress=not args.quiet, engine=args.engine)
     else:
-        translator = Translator.load(model_name, args.device)
+        translator = Translator.load(model_name, args.device, args.engine)
     translator.set_fast_convolutions(not args.exact_convolutions).set_precision(args.precision)
     out = Path(args.out)
     # Checks the direction and that no input is overwritten before anything (the page included) is written.

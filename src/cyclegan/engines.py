@@ -1,0 +1,170 @@
+"""Engines: what runs a generator for the Translator. One engine per direction, called with an NCHW float32 batch
+in [-1, 1] whose sides the Translator has padded to the engine's `size_multiple` (and at least its `min_size`).
+
+- torch: the generator (nn.Module) itself.
+- onnxruntime: an ONNX file run by onnxruntime's CPU execution provider with all graph optimisations
+  (ORT_ENABLE_ALL) and as many intra-op threads as PyTorch uses (torch.get_num_threads(), which the CLI sets).
+  A .onnx file we exported says in its metadata which direction it translates and what it needs; for any other
+  model the generator is exported on first use and kept in the cache (`io.exported.cached_onnx`).
+
+`auto` picks onnxruntime where it is installed and translation runs on the CPU, else torch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from .config import DIRECTIONS, ConfigError, ModelConfig
+from .io.checkpoints import CheckpointError
+from .io.download import cache_dir
+from .io.exported import INSTALL_HINT, cached_onnx, generator_metadata
+from .runtime import select_device
+
+logger = logging.getLogger(__name__)
+
+ENGINES = ("torch", "onnxruntime", "auto")
+DEFAULT_ENGINE = "torch"  # the lead chooses the default from benchmarks/translate_speed.py's figures
+
+
+class Engine(Protocol):
+    """A generator as the Translator calls it."""
+
+    size_multiple: int
+    min_size: int
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor: ...
+
+
+def _onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise ConfigError(f"the onnxruntime engine needs the package onnxruntime ({error}); {INSTALL_HINT}"
+                          ) from None
+    return onnxruntime
+
+
+def onnxruntime_available() -> bool:
+    try:
+        _onnxruntime()
+    except ConfigError:
+        return False
+    return True
+
+
+def choose_engine(engine: str, device: str | torch.device) -> tuple[str, torch.device]:
+    """`engine` checked, `auto` resolved (onnxruntime where it is installed and the device is the CPU), and the
+    device it runs on (`runtime.select_device`). onnxruntime runs on the CPU: device auto means the CPU for it, and
+    any other device is refused."""
+    if engine not in ENGINES:
+        raise ConfigError(f"engine={engine!r}; use one of {', '.join(ENGINES)}")
+    if engine == "onnxruntime":
+        _onnxruntime()
+        target = select_device("cpu" if str(device) == "auto" else device)
+        if target.type != "cpu":
+            raise ConfigError(f"the onnxruntime engine runs on the CPU, not on {target}; use --device cpu, or the "
+                              "torch engine for the GPU")
+        return engine, target
+    target = select_device(device)
+    if engine == "auto":
+        return ("onnxruntime" if target.type == "cpu" and onnxruntime_available() else "torch"), target
+    return engine, target
+
+
+class OnnxRuntimeEngine:
+    """An exported generator (ONNX) run by onnxruntime; its metadata gives the direction, channels and sizes."""
+
+    def __init__(self, path: str | Path) -> None:
+        ort = _onnxruntime()
+        self.path = Path(path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.log_severity_level = 3  # errors only: its warnings about unused initialisers are noise
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own types for a missing, damaged or foreign file
+            raise CheckpointError(f"{self.path} cannot be loaded as an ONNX model ({error}); give a file that "
+                                  "`cyclegan export --format onnx` wrote") from None
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.input_name = self.session.get_inputs()[0].name
+        self.direction, self.channels_in, self.channels_out, self.size_multiple, self.min_size = _checked(
+            self.path, self.metadata)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        array = batch.detach().to("cpu", torch.float32).contiguous().numpy()
+        (output,) = self.session.run(None, {self.input_name: array})
+        return torch.from_numpy(output).to(batch.device)
+
+    def model_config(self) -> ModelConfig:
+        """The config of the model this generator came from (its metadata's `config`)."""
+        try:
+            config = ModelConfig(**json.loads(self.metadata["config"]))
+        except (KeyError, ValueError, TypeError) as error:  # ConfigError and JSONDecodeError are ValueErrors
+            raise CheckpointError(f"{self.path}: its metadata's config cannot be used ({error}); export the model "
+                                  "again with `cyclegan export --format onnx`") from None
+        expected = (config.channels_a, config.channels_b)
+        if self.direction == "BtoA":
+            expected = expected[::-1]
+        if expected != (self.channels_in, self.channels_out):
+            raise CheckpointError(f"{self.path}: its metadata's channels ({self.channels_in} in, "
+                                  f"{self.channels_out} out) contradict its config; export the model again")
+        return config
+
+
+def _checked(path: Path, metadata: dict[str, str]) -> tuple[str, int, int, int, int]:
+    """direction, channels in and out, size multiple and min size from an ONNX file's metadata, checked."""
+    missing = [key for key in ("direction", "channels_in", "channels_out", "size_multiple", "min_size", "config")
+               if key not in metadata]
+    if missing:
+        raise CheckpointError(f"{path} lacks the metadata cyclegan needs ({', '.join(missing)}): it was not "
+                              "written by `cyclegan export --format onnx`; export the model with it")
+    direction = metadata["direction"]
+    if direction not in DIRECTIONS:
+        raise CheckpointError(f"{path}: its metadata gives direction={direction!r}, not AtoB or BtoA; export the "
+                              "model again")
+    numbers = []
+    for key in ("channels_in", "channels_out", "size_multiple", "min_size"):
+        value = metadata[key]
+        if not value.isdigit() or int(value) < 1 or (key.startswith("channels") and int(value) not in (1, 3)):
+            raise CheckpointError(f"{path}: its metadata gives {key}={value!r}; export the model again")
+        numbers.append(int(value))
+    return direction, numbers[0], numbers[1], numbers[2], numbers[3]
+
+
+class ExportingEngine:
+    """The onnxruntime engine for one of our torch generators: exported into the cache (or found there) on the
+    first call, so a direction that is never used is never exported."""
+
+    def __init__(self, net: nn.Module, config: ModelConfig, direction: str, cache: Path | None = None) -> None:
+        self.net = net
+        self.metadata = generator_metadata(net, config, direction)
+        self.size_multiple, self.min_size = net.size_multiple, net.min_size
+        self.cache = cache
+        self.engine: OnnxRuntimeEngine | None = None
+
+    def ready(self) -> OnnxRuntimeEngine:
+        """The onnxruntime engine, exported or taken from the cache now if it is not yet."""
+        if self.engine is None:
+            folder = (self.cache if self.cache is not None else cache_dir()) / "onnx"
+            self.engine = OnnxRuntimeEngine(cached_onnx(self.net, self.metadata, folder))
+            self.net = None  # the session holds its own copy of the weights
+        return self.engine
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.ready()(batch)
+
+
+def engines_for(generators: dict[str, nn.Module], config: ModelConfig, engine: str) -> dict[str, Engine]:
+    """The engines, by direction, that run `generators` (torch generators by direction) with `engine` (resolved:
+    torch or onnxruntime)."""
+    if engine == "torch":
+        return dict(generators)
+    return {direction: ExportingEngine(net, config, direction) if isinstance(net, nn.Module) else net
+            for direction, net in generators.items()}
