@@ -204,20 +204,22 @@ def test_translate_script_smoke(tmp_path, monkeypatch, capsys):
     script = _script("translate_speed", monkeypatch)
     out = tmp_path / "translate.json"
     assert script.main(["--sizes", "32", "--images", "2", "--ngf", "4", "--repeats", "1", "--warmup", "0",
-                        "--engines", "plain", "exact", "fast", "bfloat16", "--out", str(out)]) == 0
+                        "--out", str(out)]) == 0
     results = json.loads(out.read_text())
     cases = [(case["spec"]["kind"], case["spec"]["engine"]) for case in results["cases"]]
-    assert cases == [("api", "plain"), ("api", "exact"), ("api", "fast"), ("api", "bfloat16"), ("cli", "exact"),
-                     ("cli", "fast"), ("cli", "bfloat16")]
+    assert cases == [("api", "plain"), ("api", "exact"), ("api", "fast"), ("api", "bfloat16"), ("api", "onnxruntime"),
+                     ("cli", "exact"), ("cli", "fast"), ("cli", "bfloat16"), ("cli", "onnxruntime")]
     for case in results["cases"]:
         assert case["images_per_second"] > 0 and case["peak_rss_bytes"] > 0 and case["meets_target"] is None
         plain = results["cases"][0]["images_per_second"]
         assert case["ratio_to_plain"] == pytest.approx(case["images_per_second"] / plain)
-    api = {case["spec"]["engine"]: case["accuracy_vs_exact"] for case in results["cases"][:4]}
-    assert api["fast"]["within_one_eight_bit_step"] and api["fast"]["max_abs"] < 1e-3
+    api = {case["spec"]["engine"]: case["accuracy_vs_exact"] for case in results["cases"][:5]}
+    for engine in ("fast", "onnxruntime"):
+        assert api[engine]["within_one_eight_bit_step"] and api[engine]["max_abs"] < 1e-3
     assert api["bfloat16"]["max_abs"] > 0  # autocast ran: bfloat16 rounds
-    assert "--exact-convolutions" in results["cases"][4]["command"]
-    assert results["cases"][6]["command"][-2:] == ["--precision", "bfloat16"]
-    assert results["cases"][5]["cli_torch_version"] == torch.__version__
+    assert "--exact-convolutions" in results["cases"][5]["command"]
+    assert results["cases"][7]["command"][-2:] == ["--precision", "bfloat16"]
+    assert results["cases"][8]["command"][-2:] == ["--engine", "onnxruntime"]
+    assert results["cases"][6]["cli_torch_version"] == torch.__version__
     printed = capsys.readouterr().out
     assert "official loop (forward only)" in printed and "AVX512-BF16" in printed  # the CPU named
