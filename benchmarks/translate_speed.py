@@ -3,7 +3,7 @@
 
 - plain: a bare generator's eager float32 forward pass at batch 1 under `torch.no_grad()`, oneDNN's convolutions,
   on tensors made beforehand: what the official `test.py` runs per image (its decoding and saving not counted);
-- exact / fast / bfloat16 / onnxruntime: `Translator(images)` on PIL images (conversion to and from tensors
+- exact / fast / bf16 / onnxruntime: `Translator(images)` on PIL images (conversion to and from tensors
   counted) with --exact-convolutions, the fast convolutions (`nets.layers.conv2d`), bfloat16 autocast, and the
   onnxruntime engine;
 - CLI: `cyclegan translate MODEL FOLDER --out DIR --quiet` as a whole process (interpreter start, imports, model
@@ -31,9 +31,9 @@ from typing import Any
 import common
 
 SCRIPT = Path(__file__).resolve()
-ENGINES = ("plain", "exact", "fast", "bfloat16", "onnxruntime")
+ENGINES = ("plain", "exact", "fast", "bf16", "onnxruntime")
 # What each engine adds to `cyclegan translate` (plain is not a CLI engine: it is the official per-image loop).
-CLI_FLAGS = {"exact": ["--exact-convolutions"], "fast": [], "bfloat16": ["--precision", "bfloat16"],
+CLI_FLAGS = {"exact": ["--exact-convolutions"], "fast": [], "bf16": ["--precision", "bf16"],
              "onnxruntime": ["--engine", "onnxruntime"]}
 EIGHT_BIT_STEP = 2 / 255
 # The target: at 256 px, at least twice the plain forward pass's images/s, within one 8-bit step.
@@ -87,8 +87,8 @@ def measure_api(spec: dict[str, Any]) -> dict[str, Any]:
     translator = Translator.load(spec["model"], device="cpu",
                                  **({"engine": "onnxruntime"} if engine == "onnxruntime" else {}))
     translator.set_fast_convolutions(engine == "fast")
-    if engine == "bfloat16":
-        translator.set_precision("bfloat16")
+    if engine == "bf16":
+        translator.set_precision("bf16")
     images = make_images(spec["images"], spec["size"])
     tensors = [image_to_tensor(image)[None] for image in images]
     generator = translator.generators["AtoB"]

@@ -207,8 +207,8 @@ def test_translate_script_smoke(tmp_path, monkeypatch, capsys):
                         "--out", str(out)]) == 0
     results = json.loads(out.read_text())
     cases = [(case["spec"]["kind"], case["spec"]["engine"]) for case in results["cases"]]
-    assert cases == [("api", "plain"), ("api", "exact"), ("api", "fast"), ("api", "bfloat16"), ("api", "onnxruntime"),
-                     ("cli", "exact"), ("cli", "fast"), ("cli", "bfloat16"), ("cli", "onnxruntime")]
+    assert cases == [("api", "plain"), ("api", "exact"), ("api", "fast"), ("api", "bf16"), ("api", "onnxruntime"),
+                     ("cli", "exact"), ("cli", "fast"), ("cli", "bf16"), ("cli", "onnxruntime")]
     for case in results["cases"]:
         assert case["images_per_second"] > 0 and case["peak_rss_bytes"] > 0 and case["meets_target"] is None
         plain = results["cases"][0]["images_per_second"]
@@ -216,9 +216,9 @@ def test_translate_script_smoke(tmp_path, monkeypatch, capsys):
     api = {case["spec"]["engine"]: case["accuracy_vs_exact"] for case in results["cases"][:5]}
     for engine in ("fast", "onnxruntime"):
         assert api[engine]["within_one_eight_bit_step"] and api[engine]["max_abs"] < 1e-3
-    assert api["bfloat16"]["max_abs"] > 0  # autocast ran: bfloat16 rounds
+    assert api["bf16"]["max_abs"] > 0  # autocast ran: bfloat16 rounds
     assert "--exact-convolutions" in results["cases"][5]["command"]
-    assert results["cases"][7]["command"][-2:] == ["--precision", "bfloat16"]
+    assert results["cases"][7]["command"][-2:] == ["--precision", "bf16"]
     assert results["cases"][8]["command"][-2:] == ["--engine", "onnxruntime"]
     assert results["cases"][6]["cli_torch_version"] == torch.__version__
     printed = capsys.readouterr().out

@@ -234,7 +234,7 @@ def test_bfloat16_autocast_is_opt_in_and_never_runs_nnpack():
     fast_layers = [module for net in translator.generators.values() for module in net.modules()
                    if hasattr(module, "fast")]
     assert fast_layers and all(module.fast for module in fast_layers)  # NNPACK by default in float32
-    low = translator.set_precision("bfloat16")(image)
+    low = translator.set_precision("bf16")(image)
     assert not any(module.fast for module in fast_layers)
     assert low.dtype == torch.float32 and low.shape == exact.shape
     difference = (low - exact).abs()
@@ -242,7 +242,7 @@ def test_bfloat16_autocast_is_opt_in_and_never_runs_nnpack():
     assert 0 < difference.mean() < 0.1
     assert torch.equal(translator.set_precision("float32")(image), exact)
     assert all(module.fast for module in fast_layers)
-    with pytest.raises(TranslationError, match="float16 is for GPUs"):
-        translator.set_precision("float16")
+    with pytest.raises(TranslationError, match="fp16 is for GPUs"):
+        translator.set_precision("fp16")
     with pytest.raises(TranslationError, match="precision='double'"):
         translator.set_precision("double")

@@ -181,9 +181,9 @@ def test_tiny_images_through_the_command(run, tmp_path):
 def test_precision_bfloat16_translates_close_to_float32(run, tmp_path, capsys):
     photos = write_images(tmp_path / "photos", 1, size=24)
     assert _translate(run, photos, "--out", tmp_path / "exact") == 0
-    assert _translate(run, photos, "--out", tmp_path / "bf16", "--precision", "bfloat16") == 0
+    assert _translate(run, photos, "--out", tmp_path / "bf16", "--precision", "bf16") == 0
     exact = np.asarray(Image.open(tmp_path / "exact" / "000.png"), dtype=np.int16)
     low = np.asarray(Image.open(tmp_path / "bf16" / "000.png"), dtype=np.int16)
     assert exact.shape == low.shape and np.abs(exact - low).mean() < 12  # the same picture, in 8-bit steps
-    assert _translate(run, photos, "--out", tmp_path / "x", "--precision", "float16") == 2
-    assert "float16 is for GPUs" in capsys.readouterr().err
+    assert _translate(run, photos, "--out", tmp_path / "x", "--precision", "fp16") == 2
+    assert "fp16 is for GPUs" in capsys.readouterr().err

@@ -26,7 +26,7 @@ import torch.nn.functional as functional
 from PIL import Image
 from torch import nn
 
-from .config import DIRECTIONS, Config, ModelConfig
+from .config import DIRECTIONS, PRECISIONS, Config, ModelConfig
 from .engines import DEFAULT_ENGINE, Engine, OnnxRuntimeEngine, choose_engine, engines_for
 from .generators import build_generators, load_generators
 from .io.checkpoints import CheckpointError, find_checkpoint, load_checkpoint
@@ -37,7 +37,8 @@ from .progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("float32", "bfloat16", "float16")
+# Autocast's types by the names training uses (config.PRECISIONS).
+AUTOCAST_TYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def cpu_has_bfloat16() -> bool:
@@ -112,18 +113,19 @@ class Translator:
         return self
 
     def set_precision(self, precision: str) -> Translator:
-        """float32 (the default: exact), or bfloat16 / float16 autocast: faster where the hardware has the type
-        (bfloat16 on CPUs with AVX512-BF16 or AMX and on recent GPUs; float16 on GPUs), with outputs a few 8-bit
-        steps off float32 (README, "Speed"). Autocast runs oneDNN's or cuDNN's kernels, never NNPACK's."""
+        """float32 (the default: exact), or bf16 / fp16 autocast (the names training uses): faster where the
+        hardware has the type (bfloat16 on CPUs with AVX512-BF16 or AMX and on recent GPUs; float16 on GPUs), with
+        outputs a few 8-bit steps off float32 (README, "Speed"). Autocast runs oneDNN's or cuDNN's kernels, never
+        NNPACK's."""
         if precision not in PRECISIONS:
             raise TranslationError(f"precision={precision!r}; use one of {', '.join(PRECISIONS)}")
         if precision != "float32" and self.engine != "torch":
             raise TranslationError(f"precision {precision} is PyTorch autocast; the {self.engine} engine runs "
                                    "float32 only: use --engine torch for it")
-        if precision == "float16" and self.device.type == "cpu":
-            raise TranslationError("float16 is for GPUs; on the CPU use bfloat16 (fast where the CPU has AVX512-BF16 "
-                                   "or AMX) or float32")
-        if precision == "bfloat16" and self.device.type == "cpu" and not cpu_has_bfloat16():
+        if precision == "fp16" and self.device.type == "cpu":
+            raise TranslationError("fp16 is for GPUs; on the CPU use bf16 (fast where the CPU has AVX512-BF16 or AMX) "
+                                   "or float32")
+        if precision == "bf16" and self.device.type == "cpu" and not cpu_has_bfloat16():
             logger.warning("this CPU has no native bfloat16 (AVX512-BF16 or AMX): bfloat16 is emulated and slower "
                            "than float32 here")
         self.precision = precision
@@ -215,7 +217,7 @@ class Translator:
                                    f"{batch.shape[1]}")
         padded, (height, width) = pad_to_multiple(batch.to(self.device, torch.float32), generator.size_multiple,
                                                   generator.min_size)
-        with torch.autocast(self.device.type, dtype=getattr(torch, self.precision),
+        with torch.autocast(self.device.type, dtype=AUTOCAST_TYPES.get(self.precision),
                             enabled=self.precision != "float32"):
             output = generator(padded)
         output = output[..., :height, :width].to(batch.device, torch.float32)

@@ -6,11 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..config import ConfigError
+from ..config import PRECISIONS, ConfigError
 from ..engines import DEFAULT_ENGINE, ENGINES
 from ..io.images import ImageError, collect_inputs, printable_path
 from ..report.html import write_translation_page
-from ..translate import PRECISIONS, FileOutcome, Translator
+from ..translate import FileOutcome, Translator
 
 EPILOG = """\
 outputs: one PNG per input under --out. An image found in a folder given as INPUT keeps its path below that
@@ -77,8 +77,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="On the CPU, use oneDNN's direct convolutions only, not NNPACK's Winograd/FFT ones "
                              "(2x faster for the ResNet's 3x3 layers, equal up to float rounding).")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
-                        help="float32: exact. bfloat16 (CPUs with AVX512-BF16 or AMX, GPUs) or float16 (GPUs): "
-                             "autocast, faster, outputs a few 8-bit steps off float32 (README, Speed).")
+                        help="float32: exact. bf16 (CPUs with AVX512-BF16 or AMX, GPUs) or fp16 (GPUs): autocast, "
+                             "faster, outputs a few 8-bit steps off float32 (README, Speed).")
     parser.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
                         help="What runs the generator: torch (PyTorch), onnxruntime (the CPU; the model is exported "
                              "to ONNX on first use and cached; needs pip install \"cyclegan[onnx]\"), or auto "
