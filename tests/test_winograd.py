@@ -116,21 +116,22 @@ def test_bad_shapes_are_refused_with_the_shapes_named():
 
 
 @pytest.mark.parametrize("wide", [True, False])
-def test_fast_kernel_is_winograd_only_for_3x3_inference_on_avx512(monkeypatch, wide):
-    """AVX-512: 3x3 inference by Winograd, other inference directly, training NNPACK as before; AVX2: NNPACK."""
+def test_fast_kernel_is_winograd_only_when_asked_and_only_for_3x3_inference(monkeypatch, wide):
+    """Winograd: opted into, 3x3, inference. Otherwise inference on AVX-512 runs oneDNN's direct kernels (faster
+    there than NNPACK's AVX2 ones), on AVX2 NNPACK; training NNPACK everywhere, as before."""
     monkeypatch.setattr(layers, "wide_vectors", lambda: wide)
     maps, nnpack = torch.zeros(1, 4, 10, 10), "nnpack" if layers.nnpack_ready() else "direct"
     three, seven = torch.zeros(4, 4, 3, 3), torch.zeros(4, 4, 7, 7)
-    assert layers.fast_kernel(maps, three, inference=True) == ("winograd" if wide else nnpack)
-    assert layers.fast_kernel(maps, seven, inference=True) == ("direct" if wide else nnpack)
-    assert layers.fast_kernel(maps, three, inference=False) == nnpack
-    assert layers.fast_kernel(maps.double(), three.double(), inference=True) == "direct"
+    assert layers.fast_kernel(maps, three, inference=True, winograd=True) == "winograd"
+    assert layers.fast_kernel(maps, three, inference=True) == ("direct" if wide else nnpack)
+    assert layers.fast_kernel(maps, seven, inference=True, winograd=True) == ("direct" if wide else nnpack)
+    assert layers.fast_kernel(maps, three, inference=False, winograd=True) == nnpack
+    assert layers.fast_kernel(maps.double(), three.double(), inference=True, winograd=True) == "direct"
 
 
-def test_fast_convolutions_use_winograd_without_gradients_only(monkeypatch):
-    """Through the switch: a residual block in eval under no_grad runs its two convolutions by Winograd; with
-    gradients (the lean training path, whose forward runs without them) it never does."""
-    monkeypatch.setattr(layers, "wide_vectors", lambda: True)
+def test_fast_convolutions_use_winograd_when_asked_and_without_gradients_only(monkeypatch):
+    """Through the switch: a residual block in eval under no_grad runs its two convolutions by Winograd only with
+    winograd=True; with gradients (the lean training path, whose forward runs without them) it never does."""
     calls = []
 
     def counted(*args, **kwargs):
@@ -141,12 +142,14 @@ def test_fast_convolutions_use_winograd_without_gradients_only(monkeypatch):
     block = layers.set_fast_convolutions(ResidualBlock(8, "instance", dropout=False), True)
     maps = torch.randn(2, 8, 12, 12, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
-        fast = block(maps)
+        block(maps)
+        assert calls == []
+        fast = layers.set_fast_convolutions(block, True, winograd=True)(maps)
     assert len(calls) == 2
-    layers.set_fast_convolutions(block, False)
     with torch.no_grad():
-        exact = block(maps)
+        exact = layers.set_fast_convolutions(block, False, winograd=True)(maps)  # off means off
+    assert len(calls) == 2
     torch.testing.assert_close(fast, exact, rtol=0, atol=1e-4)
-    layers.set_fast_convolutions(block, True)
+    layers.set_fast_convolutions(block, True, winograd=True)
     block(maps.requires_grad_()).sum().backward()
     assert len(calls) == 2 and maps.grad is not None

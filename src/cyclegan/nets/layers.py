@@ -65,25 +65,29 @@ def wide_vectors() -> bool:
     return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
-def fast_kernel(maps: torch.Tensor, weight: torch.Tensor, inference: bool) -> str:
+def fast_kernel(maps: torch.Tensor, weight: torch.Tensor, inference: bool, winograd: bool = False) -> str:
     """The kernel `conv2d(..., fast=True)` runs: "nnpack", "winograd" or "direct" (oneDNN's, or the device's).
 
-    Only CPU float32 has fast kernels. On AVX2 CPUs NNPACK, for training and inference alike. On AVX-512 CPUs
-    inference runs 3x3 convolutions by F(4x4, 3x3) Winograd (nets/winograd.py) and others directly; training keeps
-    NNPACK there too, as train.fast_convolutions always had it (Winograd has no backward pass here)."""
+    Only CPU float32 has fast kernels. With `winograd`, inference runs 3x3 convolutions by F(4x4, 3x3) Winograd
+    (nets/winograd.py; opt-in: up to ~1.4x faster per convolution on one quiet AVX-512 core, slower beside other
+    busy processes, benchmarks/results/translate_profile.json). Otherwise AVX2 CPUs use NNPACK, and AVX-512 CPUs
+    oneDNN's direct kernels for inference, which beat NNPACK's AVX2 ones there; training keeps NNPACK everywhere,
+    as train.fast_convolutions always had it (Winograd has no backward pass here)."""
     if maps.device.type != "cpu" or maps.dtype != torch.float32 or weight.dtype != torch.float32 \
             or maps.dim() != 4:
         return "direct"
+    if inference and winograd and tuple(weight.shape[-2:]) == (3, 3):
+        return "winograd"
     if inference and wide_vectors():
-        return "winograd" if tuple(weight.shape[-2:]) == (3, 3) else "direct"
+        return "direct"
     return "nnpack" if nnpack_ready() else "direct"
 
 
 def conv2d(maps: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, fast: bool,
-           inference: bool | None = None) -> torch.Tensor:
+           inference: bool | None = None, winograd: bool = False) -> torch.Tensor:
     """A stride-1, unpadded convolution; with `fast`, on the CPU in float32, by the kernel `fast_kernel` chooses.
     `inference` (default: gradients are off) allows kernels without a backward pass; autograd functions, whose
-    forward runs without gradients, say False.
+    forward runs without gradients, say False. `winograd`: see `fast_kernel`.
 
     NNPACK's Winograd (3x3) or FFT kernels are about twice as fast as oneDNN's direct ones on a 2-core AVX2 CPU for
     the ResNet generator's 3x3 and final 7x7 convolutions (benchmarks/translate_speed.py), equal up to a coarser
@@ -92,7 +96,8 @@ def conv2d(maps: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
     train.fast_convolutions; tests/test_speed_scripts.py derives the bounds). The backward pass is PyTorch's usual
     one. Our Winograd rounds like NNPACK's (tests/test_winograd.py bounds it)."""
     if fast:
-        kernel = fast_kernel(maps, weight, not torch.is_grad_enabled() if inference is None else inference)
+        inference = not torch.is_grad_enabled() if inference is None else inference
+        kernel = fast_kernel(maps, weight, inference, winograd)
         if kernel == "winograd":
             return winograd_conv2d(maps, weight, bias)
         if kernel == "nnpack":
@@ -105,20 +110,22 @@ class Conv2d(nn.Conv2d):
     (`set_fast_convolutions`) and it is a plain stride-1 convolution without padding."""
 
     fast = False
+    winograd = False  # with fast: Winograd for 3x3 inference (`fast_kernel`)
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
         plain = self.stride != (1, 1) or self.padding != (0, 0) or self.dilation != (1, 1) or self.groups != 1
         if self.fast and not plain:
-            return conv2d(maps, self.weight, self.bias, fast=True)
+            return conv2d(maps, self.weight, self.bias, fast=True, winograd=self.winograd)
         return super().forward(maps)
 
 
-def set_fast_convolutions(net: nn.Module, enabled: bool) -> nn.Module:
+def set_fast_convolutions(net: nn.Module, enabled: bool, winograd: bool = False) -> nn.Module:
     """Switch fast convolutions (`conv2d`: NNPACK or Winograd, as `fast_kernel` chooses) on or off in the layers
-    that offer them (the ResNet generator's)."""
+    that offer them (the ResNet generator's); `winograd` opts into Winograd for 3x3 inference."""
     for module in net.modules():
         if hasattr(module, "fast"):
             module.fast = enabled
+            module.winograd = enabled and winograd
     return net
 
 

@@ -1,7 +1,9 @@
 """Winograd's minimal filtering F(m x m, 3 x 3): a stride-1, unpadded 3x3 convolution in fewer multiplications, for
 inference on CPUs where oneDNN's direct kernels already run near the FMA peak (AVX-512), so only fewer operations
 make it faster. Plain torch ops: tiles by `as_strided`, small transforms by GEMMs, one GEMM over channels per
-tile position.
+tile position (torch.bmm: MKL's, which on AMD CPUs runs at about half oneDNN's speed; oneDNN's matmul through
+PyTorch's private `mkldnn._linear_pointwise`, one call per position, was faster on one quiet core but several times
+slower beside other busy processes, so we keep the public op).
 
 One dimension first (Toom-Cook). The correlation y_i = sum_k g_k d_(i+k), i < m, k < r = 3, of a filter g with an
 input tile d of n = m + r - 1 samples is the transpose (in d) of the linear convolution s = g * h of g with an
@@ -111,28 +113,6 @@ def transformed_weight(weight: torch.Tensor, tile: int = DEFAULT_TILE) -> torch.
     return result
 
 
-def _products(transformed: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """The n*n GEMMs over channels: (n*n, C, P) tiles and (n*n, K, C) filters to (n*n, K, P). Through oneDNN's
-    matmul where PyTorch has it: MKL's float32 GEMM, which torch.bmm calls, runs at about half oneDNN's speed on
-    AMD CPUs (benchmarks/results/translate_profile.json)."""
-    linear = _onednn_linear()
-    if linear is None:
-        return torch.bmm(weight, transformed)
-    products = torch.empty(weight.shape[0], weight.shape[1], transformed.shape[2], dtype=weight.dtype,
-                           device=weight.device)
-    for position in range(weight.shape[0]):  # filters as the GEMM's rows, the tiles as its "weight"
-        products[position] = linear(weight[position], transformed[position].t(), None, "none", [], "")
-    return products
-
-
-@functools.cache
-def _onednn_linear() -> object | None:
-    try:
-        return torch.ops.mkldnn._linear_pointwise if torch.backends.mkldnn.is_available() else None
-    except (AttributeError, RuntimeError):
-        return None
-
-
 def winograd_conv2d(maps: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                     tile: int = DEFAULT_TILE) -> torch.Tensor:
     """functional.conv2d(maps, weight, bias) for a 3x3 kernel, stride 1, no padding, by F(tile x tile, 3 x 3).
@@ -153,19 +133,20 @@ def winograd_conv2d(maps: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     count = batch * rows * columns
     tiles = (b_t @ tiles.reshape(size, -1)).view(size, size, channels * count)  # B^T d along the rows ...
     transformed = torch.matmul(b_t, tiles).view(size * size, channels, count)   # ... and along the columns
-    products = _products(transformed, transformed_weight(weight, tile))
+    filters = transformed_weight(weight, tile)
+    products = torch.bmm(transformed.transpose(1, 2), filters.transpose(1, 2))  # (n*n, tiles, K)
     outputs = weight.shape[0]
-    products = (a_t @ products.view(size, -1)).view(tile, size, outputs * count)  # A^T m along the rows ...
+    products = (a_t @ products.view(size, -1)).view(tile, size, count * outputs)  # A^T m along the rows ...
     products = torch.matmul(a_t, products)                                         # ... and along the columns
     return _assemble(products, bias, (batch, outputs, rows, columns, tile), (height - 2, width - 2))
 
 
 def _assemble(products: torch.Tensor, bias: torch.Tensor | None, shape: tuple[int, ...], crop: tuple[int, int]
               ) -> torch.Tensor:
-    """(tile, tile, K, N, rows, columns) output tiles to (N, K, height, width) maps, plus the bias, cropped."""
+    """(tile, tile, N, rows, columns, K) output tiles to (N, K, height, width) maps, plus the bias, cropped."""
     batch, outputs, rows, columns, tile = shape
     maps = torch.empty(batch, outputs, rows * tile, columns * tile, dtype=products.dtype, device=products.device)
-    tiles = products.view(tile, tile, outputs, batch, rows, columns).permute(3, 2, 4, 0, 5, 1)
+    tiles = products.view(tile, tile, batch, rows, columns, outputs).permute(2, 5, 3, 0, 4, 1)
     if bias is None:
         maps.view(batch, outputs, rows, tile, columns, tile).copy_(tiles)
     else:
