@@ -69,10 +69,11 @@ def fast_kernel(maps: torch.Tensor, weight: torch.Tensor, inference: bool, winog
     """The kernel `conv2d(..., fast=True)` runs: "nnpack", "winograd" or "direct" (oneDNN's, or the device's).
 
     Only CPU float32 has fast kernels. With `winograd`, inference runs 3x3 convolutions by F(4x4, 3x3) Winograd
-    (nets/winograd.py; opt-in: up to ~1.4x faster per convolution on one quiet AVX-512 core, slower beside other
-    busy processes, benchmarks/results/translate_profile.json). Otherwise AVX2 CPUs use NNPACK, and AVX-512 CPUs
-    oneDNN's direct kernels for inference, which beat NNPACK's AVX2 ones there; training keeps NNPACK everywhere,
-    as train.fast_convolutions always had it (Winograd has no backward pass here)."""
+    (nets/winograd.py): opt-in, as on the 2-core AVX-512 AMD CPU we measured it is no faster than oneDNN's direct
+    kernels (its transforms are memory-bound passes, its GEMMs MKL's, at half oneDNN's speed on AMD CPUs:
+    benchmarks/results/translate_profile.json). Otherwise AVX2 CPUs use NNPACK, and AVX-512 CPUs oneDNN's direct
+    kernels for inference, which beat NNPACK's AVX2 ones there; training keeps NNPACK everywhere, as
+    train.fast_convolutions always had it (Winograd has no backward pass here)."""
     if maps.device.type != "cpu" or maps.dtype != torch.float32 or weight.dtype != torch.float32 \
             or maps.dim() != 4:
         return "direct"
