@@ -3,7 +3,10 @@ inference on CPUs where oneDNN's direct kernels already run near the FMA peak (A
 make it faster. Plain torch ops: tiles by `as_strided`, small transforms by GEMMs, one GEMM over channels per
 tile position (torch.bmm: MKL's, which on AMD CPUs runs at about half oneDNN's speed; oneDNN's matmul through
 PyTorch's private `mkldnn._linear_pointwise`, one call per position, was faster on one quiet core but several times
-slower beside other busy processes, so we keep the public op).
+slower beside other busy processes, so we keep the public op). Measured on a shared 2-core AMD EPYC (AVX-512),
+it is slower than oneDNN's direct kernels (benchmarks/results/translate_profile.json): the 2.25 multiplications
+per output instead of 9 are paid back by MKL's slower GEMM and by the transforms, each a pass over memory. So it is
+opt-in (`layers.fast_kernel`), for CPUs where the GEMM is fast and the direct kernels are not.
 
 One dimension first (Toom-Cook). The correlation y_i = sum_k g_k d_(i+k), i < m, k < r = 3, of a filter g with an
 input tile d of n = m + r - 1 samples is the transpose (in d) of the linear convolution s = g * h of g with an
