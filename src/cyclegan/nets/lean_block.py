@@ -58,9 +58,11 @@ class LeanResidualBlock(torch.autograd.Function):
     @staticmethod
     def forward(ctx: FunctionCtx, x: torch.Tensor, weight1: torch.Tensor, bias1: torch.Tensor,
                 weight2: torch.Tensor, bias2: torch.Tensor, eps: float, fast: bool) -> torch.Tensor:
-        x_hat1, invstd1 = _instance_norm(conv2d(functional.pad(x, PAD, mode="reflect"), weight1, bias1, fast), eps)
+        padded = functional.pad(x, PAD, mode="reflect")
+        x_hat1, invstd1 = _instance_norm(conv2d(padded, weight1, bias1, fast, inference=False), eps)
+        del padded
         hidden = functional.pad(torch.relu(x_hat1), PAD, mode="reflect")
-        x_hat2, invstd2 = _instance_norm(conv2d(hidden, weight2, bias2, fast), eps)
+        x_hat2, invstd2 = _instance_norm(conv2d(hidden, weight2, bias2, fast, inference=False), eps)
         ctx.save_for_backward(x, weight1, weight2, x_hat1, invstd1, x_hat2, invstd2)
         ctx.eps = eps
         return x + x_hat2
