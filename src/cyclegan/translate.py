@@ -60,16 +60,21 @@ def pad_to_multiple(batch: torch.Tensor, multiple: int, min_size: int = 1
     Reflection keeps the border statistics natural; where the padding is not smaller than the side (reflection's
     limit: a 1x1 or 3x200 image) the border pixels are replicated instead.
     """
+    height, width = batch.shape[-2:]
+    pad_h, pad_w, mode = padding(height, width, multiple, min_size)
+    if pad_h == 0 and pad_w == 0:
+        return batch, (height, width)
+    return functional.pad(batch, (0, pad_w, 0, pad_h), mode=mode), (height, width)
+
+
+def padding(height: int, width: int, multiple: int, min_size: int = 1) -> tuple[int, int, str]:
+    """The rows and columns `pad_to_multiple` adds at the bottom and right, and its mode (reflect or replicate)."""
     def padded(side: int) -> int:
         side = max(side, min_size)
         return side + (-side) % multiple
 
-    height, width = batch.shape[-2:]
     pad_h, pad_w = padded(height) - height, padded(width) - width
-    if pad_h == 0 and pad_w == 0:
-        return batch, (height, width)
-    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-    return functional.pad(batch, (0, pad_w, 0, pad_h), mode=mode), (height, width)
+    return pad_h, pad_w, "reflect" if pad_h < height and pad_w < width else "replicate"
 
 
 class Translator:
