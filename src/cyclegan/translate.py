@@ -20,7 +20,9 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as functional
 from PIL import Image
@@ -186,42 +188,88 @@ class Translator:
         return output[0] if single else output
 
     def __call__(self, images: Image.Image | Sequence[Image.Image] | torch.Tensor, direction: str = "AtoB",
-                 resize: int | None = None, batch_size: int | None = None
+                 resize: int | None = None, batch_size: int | None = None, *, max_memory: int | None = None,
+                 tile: int | None = None, scratch_dir: str | Path | None = None
                  ) -> Image.Image | list[Image.Image] | torch.Tensor:
         """Translate a PIL image, a list of them, or a tensor; returns the same kind. batch_size: images per
-        generator call (default: `default_batch_size`)."""
+        generator call (default: `default_batch_size`). max_memory (bytes) / tile (rows): translate an image in
+        exact tiles when whole-image translation would need more, or always with `tile` (`translate_tiled`)."""
         if isinstance(images, torch.Tensor):
-            return self.translate_tensor(images, direction)
+            if max_memory is None and tile is None:
+                return self.translate_tensor(images, direction)
+            single = images.dim() == 3
+            outputs = [self.translate_tiled(image, direction, max_memory=max_memory, tile=tile,
+                                            scratch_dir=scratch_dir) for image in (images[None] if single else images)]
+            return outputs[0] if single else torch.stack(outputs)
         single = isinstance(images, Image.Image)
-        outputs = self.translate_images([images] if single else list(images), direction, resize, batch_size)
+        outputs = self.translate_images([images] if single else list(images), direction, resize, batch_size,
+                                        max_memory=max_memory, tile=tile, scratch_dir=scratch_dir)
         return outputs[0] if single else outputs
 
     def translate_images(self, images: list[Image.Image], direction: str = "AtoB", resize: int | None = None,
-                         batch_size: int | None = None) -> list[Image.Image]:
-        """Translate PIL images, batching those of equal size; the outputs keep the inputs' order."""
+                         batch_size: int | None = None, *, max_memory: int | None = None, tile: int | None = None,
+                         scratch_dir: str | Path | None = None) -> list[Image.Image]:
+        """Translate PIL images, batching those of equal size; the outputs keep the inputs' order. An image whose
+        whole-image translation is estimated to need more than `max_memory` bytes, or every image when `tile` is
+        given, is translated in exact tiles instead (`translate_tiled`)."""
+        from .tiling import wants_tiling
+
         channels = self.source_channels(self.check_direction(direction))
         batch_size = self.check_settings(resize, batch_size)
-        tensors = [image_to_tensor(_prepare(image, channels, resize)) for image in images]
-        outputs: list[Image.Image | None] = [None] * len(tensors)
+        prepared = [_prepare(image, channels, resize) for image in images]
+        outputs: list[Image.Image | None] = [None] * len(prepared)
+        whole = []
+        for index, image in enumerate(prepared):
+            if wants_tiling(self.generators[direction], channels, image.height, image.width, max_memory, tile):
+                outputs[index] = self.translate_tiled(image, direction, max_memory=max_memory, tile=tile,
+                                                      scratch_dir=scratch_dir)
+            else:
+                whole.append(index)
+        tensors = [image_to_tensor(prepared[index]) for index in whole]
         for indices in _batches_by_size(tensors, batch_size):
             translated = self.translate_tensor(torch.stack([tensors[i] for i in indices]), direction)
             for index, tensor in zip(indices, translated, strict=True):
-                outputs[index] = tensor_to_image(tensor.cpu())
+                outputs[whole[index]] = tensor_to_image(tensor.cpu())
         return outputs  # type: ignore[return-value]
+
+    def translate_tiled(self, image: Image.Image | torch.Tensor, direction: str = "AtoB", *,
+                        max_memory: int | None = None, tile: int | None = None,
+                        scratch_dir: str | Path | None = None, show_progress: bool = False
+                        ) -> Image.Image | torch.Tensor:
+        """Translate one PIL image (or C x H x W tensor in [-1, 1]) in exact tiles: band by band, with the whole
+        image's instance-norm statistics, so the result equals whole-image translation up to float rounding, in
+        about `max_memory` bytes (see `tiling.translate_tiled`; scratch files go under `scratch_dir`)."""
+        from .tiling import translate_tiled
+
+        generator = self.generators[self.check_direction(direction)]
+        channels = self.source_channels(direction)
+        if isinstance(image, torch.Tensor):
+            if image.dim() != 3 or image.shape[0] != channels:
+                raise TranslationError(f"the {direction} generator takes {channels} x H x W tensors, got shape "
+                                       f"{tuple(image.shape)}")
+            return translate_tiled(generator, image.to(self.device), max_memory=max_memory, tile=tile,
+                                   scratch_dir=scratch_dir, show_progress=show_progress).to(image.device)
+        array = np.asarray(_prepare(image, channels, None), dtype=np.uint8)
+        result = translate_tiled(generator, array, max_memory=max_memory, tile=tile, scratch_dir=scratch_dir,
+                                 show_progress=show_progress, description=f"translating {direction} in tiles")
+        return Image.fromarray(result)
 
     def translate_files(self, paths: Sequence[Path], out_dir: Path, direction: str = "AtoB",
                         resize: int | None = None, batch_size: int | None = None, show_progress: bool = True,
-                        names: Sequence[str | PurePath] | None = None) -> list[tuple[Path, Path]]:
+                        names: Sequence[str | PurePath] | None = None, *, max_memory: int | None = None,
+                        tile: int | None = None, scratch_dir: str | Path | None = None) -> list[tuple[Path, Path]]:
         """Translate image files into `out_dir` as PNG (names keep their stems); returns (input, output) pairs.
-        The first unreadable file raises ImageError; `translate_each` collects them instead."""
+        The first unreadable file raises ImageError; `translate_each` collects them instead. max_memory, tile,
+        scratch_dir: as for `translate_images`."""
         outcomes = self.translate_each(paths, out_dir, direction, resize, batch_size, show_progress, names,
-                                       strict=True)
+                                       strict=True, max_memory=max_memory, tile=tile, scratch_dir=scratch_dir)
         return [(outcome.source, outcome.output) for outcome in outcomes if outcome.output is not None]
 
     def translate_each(self, paths: Sequence[Path], out_dir: Path, direction: str = "AtoB",
                        resize: int | None = None, batch_size: int | None = None, show_progress: bool = True,
-                       names: Sequence[str | PurePath] | None = None, strict: bool = False
-                       ) -> Iterator[FileOutcome]:
+                       names: Sequence[str | PurePath] | None = None, strict: bool = False, *,
+                       max_memory: int | None = None, tile: int | None = None,
+                       scratch_dir: str | Path | None = None) -> Iterator[FileOutcome]:
         """Translate image files into `out_dir` as PNG, yielding one FileOutcome per input in input order.
 
         `names`: each output's path below `out_dir` (default: the input's file name); the suffix becomes .png and
@@ -229,16 +277,19 @@ class Translator:
         and settings (TranslationError) and that no output would overwrite an input (ImageError). A file that
         cannot be read or written is yielded with its error and the rest go on; with `strict` that outcome is the
         last one yielded and its ImageError is raised after it. Progress shows on one bar (`show_progress`).
+        max_memory, tile, scratch_dir: exact tiled translation of large images, as for `translate_images`.
         """
         self.check_direction(direction)
         batch_size = self.check_settings(resize, batch_size)
         paths = [Path(path) for path in paths]
         names = list(names) if names is not None else [path.name for path in paths]
         outputs = output_paths(paths, names, Path(out_dir))
-        return self._translate_planned(paths, outputs, direction, resize, batch_size, show_progress, strict)
+        tiling = {"max_memory": max_memory, "tile": tile, "scratch_dir": scratch_dir}
+        return self._translate_planned(paths, outputs, direction, resize, batch_size, show_progress, strict, tiling)
 
     def _translate_planned(self, paths: list[Path], outputs: list[Path], direction: str, resize: int | None,
-                           batch_size: int, show_progress: bool, strict: bool) -> Iterator[FileOutcome]:
+                           batch_size: int, show_progress: bool, strict: bool, tiling: dict[str, Any]
+                           ) -> Iterator[FileOutcome]:
         channels = self.source_channels(direction)
         bar = progress_bar(total=len(paths), description=f"translating {direction}", unit="img",
                            enabled=show_progress)
@@ -256,7 +307,7 @@ class Translator:
                         if strict:  # the files before this one are still translated
                             stop = error
                             break
-                translated = self.translate_images(list(loaded.values()), direction, resize, batch_size)
+                translated = self.translate_images(list(loaded.values()), direction, resize, batch_size, **tiling)
                 for index, image in zip(loaded, translated, strict=True):
                     try:
                         save_image(image, outputs[index])
@@ -274,7 +325,8 @@ class Translator:
 
 def _prepare(image: Image.Image, channels: int, resize: int | None) -> Image.Image:
     """Match the generator's channels; with `resize`, scale the shorter side to that many pixels."""
-    image = image.convert("L" if channels == 1 else "RGB")
+    mode = "L" if channels == 1 else "RGB"
+    image = image if image.mode == mode else image.convert(mode)  # no copy of a large photo that fits already
     if resize:
         scale = resize / min(image.size)
         image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),

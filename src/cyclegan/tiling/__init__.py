@@ -68,8 +68,9 @@ def translate_tiled(generator: nn.Module, image: np.ndarray | torch.Tensor, *, m
                     on_band: Callable[[BandDone], None] | None = None) -> np.ndarray | torch.Tensor:
     """Translate one image with `generator` (in eval mode) band by band; equal to whole-image translation.
 
-    image: a uint8 H x W x C (or H x W) array, giving a uint8 array of the same layout, or a float C x H x W
-    tensor in [-1, 1], giving a float32 tensor; any size (padded as `Translator.translate_tensor` pads).
+    image: a uint8 H x W x C (or H x W) array, giving a uint8 H x W x C array (H x W for one channel, as PIL's
+    "L" arrays are), or a float C x H x W tensor in [-1, 1], giving a float32 tensor; any size (padded as
+    `Translator.translate_tensor` pads).
     max_memory: bytes for the maps, bands and output (None: no limit; the interpreter and model are extra).
     tile: band height in output rows (each stage's scaled to its resolution); default: as large as fits.
     scratch_dir: where scratch files go when the maps do not fit (default: the system's temporary folder); the
@@ -116,7 +117,7 @@ def translate_tiled(generator: nn.Module, image: np.ndarray | torch.Tensor, *, m
         store.close()
         bar.close()
     result = sink.result
-    return result[:, :, 0] if array_2d else result
+    return result[:, :, 0] if as_array and result.shape[2] == 1 else result
 
 
 def _storage(stages: list, shapes: dict[str, MapShape], max_memory: int | None, storage: str, sink: ImageSink
