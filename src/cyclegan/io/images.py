@@ -263,7 +263,11 @@ def load_image(path: str | Path, channels: int = 3) -> Image.Image:
                 opened.load()
                 img = ImageOps.exif_transpose(opened)
                 return convert_mode(img, channels)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:
+        raise ImageError(f"{path} is larger than Pillow's guard against decompression bombs allows ({error}); "
+                         "if you trust the file, raise the limit (cyclegan translate --max-pixels N; Python: "
+                         "PIL.Image.MAX_IMAGE_PIXELS = N)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"{path} cannot be read as an image ({error}); remove or replace the file") from None
 
 
