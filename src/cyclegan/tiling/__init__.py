@@ -33,7 +33,7 @@ __all__ = ["BandDone", "default_max_memory", "estimate_whole_image_bytes", "tran
 logger = logging.getLogger(__name__)
 # Whole-image translation's peak memory over the feature maps `geometry.peak_elements` counts (NNPACK's and
 # oneDNN's workspaces, the allocator): calibrated against measured peaks, see benchmarks/tiled_translation.py.
-WHOLE_IMAGE_FACTOR = 1.5
+WHOLE_IMAGE_FACTOR = 2.4
 STORAGES = ("auto", "ram", "file")
 
 

@@ -37,7 +37,7 @@ INPUT, OUTPUT = "input", "output"
 FLOAT_BYTES = 4
 # Bytes a band's computation takes beyond the feature maps `peak_elements` counts (convolution workspaces, the
 # allocator's slack): calibrated against measured peaks, see benchmarks/tiled_translation.py.
-WORKSPACE_FACTOR = 1.5
+WORKSPACE_FACTOR = 2.5
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,8 @@ def band_bytes(stage: Stage, shapes: dict[str, MapShape], rows: int) -> int:
     source, target = shapes[stage.terms[0].map], shapes[stage.output]
     band = crop(stage, target.height // 2, min(target.height, target.height // 2 + rows), source.height)
     crop_rows = band.crop_stop - band.crop_start
-    inputs = len(stage.terms) * source.channels * crop_rows * source.width
+    # the terms' read buffers and their sum (held by the call while the layers run), then the layers' own maps
+    inputs = (len(stage.terms) + 1) * source.channels * crop_rows * source.width
     layers = peak_elements(stage.modules, source.channels, crop_rows, source.width)
     return int(FLOAT_BYTES * (inputs + layers) * WORKSPACE_FACTOR)
 

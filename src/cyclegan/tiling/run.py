@@ -1,7 +1,7 @@
 """Running a plan: read the image band by band, run every stage's bands, gather statistics, write the output.
 
 Instance norm's statistics are each channel's mean and biased variance over the whole map, gathered over the
-bands' output rows (each row once) in float64 and merged with Chan et al.'s pairwise formula; the next stage
+bands' output rows (each row once) and merged in float64 with Chan et al.'s pairwise formula; the next stage
 normalises with them exactly as nn.InstanceNorm2d does (invstd = 1 / sqrt(var + eps)).
 """
 
@@ -18,8 +18,6 @@ from torch import nn
 from ..io.images import array_to_tensor, tensor_to_array
 from .geometry import scale
 from .plan import INPUT, OUTPUT, Band, MapShape, Stage, keep_rows, last_uses
-
-STATS_CHANNELS = 16  # channels converted to float64 at a time for the statistics
 
 
 @dataclass(frozen=True)
@@ -85,11 +83,9 @@ class Statistics:
         count = band.shape[1] * band.shape[2]
         if count == 0:
             return
-        mean, m2 = torch.empty_like(self.mean), torch.empty_like(self.m2)
-        for first in range(0, band.shape[0], STATS_CHANNELS):
-            chunk = band[first:first + STATS_CHANNELS].to("cpu", torch.float64)
-            var, mean[first:first + STATS_CHANNELS] = torch.var_mean(chunk, dim=(1, 2), correction=0)
-            m2[first:first + STATS_CHANNELS] = var * count
+        # torch's var_mean is a Welford pass with a float64 accumulator: as exact as float64, without a copy
+        var, mean = (value.to("cpu", torch.float64) for value in torch.var_mean(band, dim=(1, 2), correction=0))
+        m2 = var * count
         total = self.count + count
         delta = mean - self.mean
         self.mean += delta * (count / total)
