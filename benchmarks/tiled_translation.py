@@ -163,6 +163,7 @@ def print_table(payload: dict[str, Any]) -> None:
             note = f"--max-memory {spec['max_memory'] / common.GIB:.2f} GiB; {case.get('note', '')}"
         if spec["kind"] == "large":
             note = f"CLI, --max-memory {spec['max_memory']} (target <= {TARGET_LARGE_PEAK_GIB} GiB)"
+        note = ("oneDNN convolutions" if spec["exact"] else "NNPACK convolutions") + (f"; {note}" if note else "")
         rows.append([spec["kind"], spec["size"], spec.get("weights", "random"), case.get("max_abs_difference"),
                      None if "differing_8bit_values" not in case
                      else f"{case['differing_8bit_values']} of {case['values']}",
@@ -206,9 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         cases.append(common.run_child(SCRIPT, spec))
         return cases[-1]
 
-    for size in args.equality_sizes:
+    for index, size in enumerate(args.equality_sizes):
         for weights in ("random", "official"):
             run({**base, "kind": "equality", "size": size, "weights": weights})
+        if index == 0 and not args.exact_convolutions:  # NNPACK's own rounding vs oneDNN's, at the first size
+            run({**base, "exact": True, "kind": "equality", "size": size, "weights": "random"})
     for size in args.whole_sizes:
         if size != args.time_size:
             print(f"measuring whole-image translation at {size} ...", file=sys.stderr, flush=True)
