@@ -242,3 +242,9 @@ def test_cli_max_pixels_raises_the_decompression_bomb_guard_for_the_run(model_fi
     assert "--max-pixels" in capsys.readouterr().err
     assert main([*command, "--out", str(tmp_path / "allowed"), "--max-pixels", "1200"]) == 0
     assert (tmp_path / "allowed" / "big.png").is_file() and Image.MAX_IMAGE_PIXELS == 500  # restored
+
+
+def test_the_progress_bar_shows_stages_and_bands(capsys):
+    net = _generator()
+    translate_tiled(net, _image(3, 40, 40), tile=16, show_progress=True)
+    assert f"stage {len(split_stages(net))}/{len(split_stages(net))}, band 3/3" in capsys.readouterr().err

@@ -208,10 +208,10 @@ class Translator:
 
     def translate_images(self, images: list[Image.Image], direction: str = "AtoB", resize: int | None = None,
                          batch_size: int | None = None, *, max_memory: int | None = None, tile: int | None = None,
-                         scratch_dir: str | Path | None = None) -> list[Image.Image]:
+                         scratch_dir: str | Path | None = None, show_progress: bool = False) -> list[Image.Image]:
         """Translate PIL images, batching those of equal size; the outputs keep the inputs' order. An image whose
         whole-image translation is estimated to need more than `max_memory` bytes, or every image when `tile` is
-        given, is translated in exact tiles instead (`translate_tiled`)."""
+        given, is translated in exact tiles instead (`translate_tiled`; `show_progress`: its stages and bands)."""
         from .tiling import wants_tiling
 
         channels = self.source_channels(self.check_direction(direction))
@@ -222,7 +222,7 @@ class Translator:
         for index, image in enumerate(prepared):
             if wants_tiling(self.generators[direction], channels, image.height, image.width, max_memory, tile):
                 outputs[index] = self.translate_tiled(image, direction, max_memory=max_memory, tile=tile,
-                                                      scratch_dir=scratch_dir)
+                                                      scratch_dir=scratch_dir, show_progress=show_progress)
             else:
                 whole.append(index)
         tensors = [image_to_tensor(prepared[index]) for index in whole]
@@ -284,7 +284,7 @@ class Translator:
         paths = [Path(path) for path in paths]
         names = list(names) if names is not None else [path.name for path in paths]
         outputs = output_paths(paths, names, Path(out_dir))
-        tiling = {"max_memory": max_memory, "tile": tile, "scratch_dir": scratch_dir}
+        tiling = {"max_memory": max_memory, "tile": tile, "scratch_dir": scratch_dir, "show_progress": show_progress}
         return self._translate_planned(paths, outputs, direction, resize, batch_size, show_progress, strict, tiling)
 
     def _translate_planned(self, paths: list[Path], outputs: list[Path], direction: str, resize: int | None,
