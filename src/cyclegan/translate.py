@@ -195,7 +195,10 @@ class Translator:
         generator call (default: `default_batch_size`). max_memory (bytes) / tile (rows): translate an image in
         exact tiles when whole-image translation would need more, or always with `tile` (`translate_tiled`)."""
         if isinstance(images, torch.Tensor):
-            if max_memory is None and tile is None:
+            from .tiling import wants_tiling
+
+            generator = self.generators[self.check_direction(direction)]
+            if not wants_tiling(generator, images.shape[-3], *images.shape[-2:], max_memory, tile):
                 return self.translate_tensor(images, direction)
             single = images.dim() == 3
             outputs = [self.translate_tiled(image, direction, max_memory=max_memory, tile=tile,
