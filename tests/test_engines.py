@@ -22,7 +22,7 @@ from cyclegan.engines import ExportingEngine, OnnxRuntimeEngine, choose_engine
 from cyclegan.io import exported
 from cyclegan.io.checkpoints import save_checkpoint
 from cyclegan.models import build_generators
-from cyclegan.translate import Translator
+from cyclegan.translate import TranslationError, Translator
 
 from .helpers import with_random_statistics
 from .test_export import TOLERANCE
@@ -229,3 +229,17 @@ def test_the_readme_names_the_opset_of_the_exported_files(model):
                  if entry.domain in ("", "ai.onnx"))
     section = README.read_text(encoding="utf-8").split("## Export and deployment", 1)[1].split("\n## ", 1)[0]
     assert f"ONNX opset {opset}" in section
+
+
+def test_large_images_tile_with_the_torch_network_behind_the_onnxruntime_engine(model):
+    """Tiling runs the PyTorch network stage by stage whatever the engine; an .onnx file has no such network, so
+    forced tiling is refused with the reason, and without `tile` it translates whole."""
+    image = torch.rand(3, 44, 36) * 2 - 1
+    on_ort = Translator.load(model["path"], device="cpu", engine="onnxruntime")
+    whole = Translator.load(model["path"], device="cpu")(image)
+    tiled = on_ort(image, tile=8)
+    assert tiled.shape == whole.shape and (tiled - whole).abs().max() <= TOLERANCE
+    onnx_file = Translator.load(model["onnx"] / "gen_ab.onnx", device="cpu")
+    with pytest.raises(TranslationError, match="an exported .onnx file has none"):
+        onnx_file(image, tile=8)
+    assert onnx_file(image, max_memory=1).shape == whole.shape  # no estimate for an .onnx file: whole

@@ -20,7 +20,9 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as functional
 from PIL import Image
@@ -72,16 +74,21 @@ def pad_to_multiple(batch: torch.Tensor, multiple: int, min_size: int = 1
     Reflection keeps the border statistics natural; where the padding is not smaller than the side (reflection's
     limit: a 1x1 or 3x200 image) the border pixels are replicated instead.
     """
+    height, width = batch.shape[-2:]
+    pad_h, pad_w, mode = padding(height, width, multiple, min_size)
+    if pad_h == 0 and pad_w == 0:
+        return batch, (height, width)
+    return functional.pad(batch, (0, pad_w, 0, pad_h), mode=mode), (height, width)
+
+
+def padding(height: int, width: int, multiple: int, min_size: int = 1) -> tuple[int, int, str]:
+    """The rows and columns `pad_to_multiple` adds at the bottom and right, and its mode (reflect or replicate)."""
     def padded(side: int) -> int:
         side = max(side, min_size)
         return side + (-side) % multiple
 
-    height, width = batch.shape[-2:]
     pad_h, pad_w = padded(height) - height, padded(width) - width
-    if pad_h == 0 and pad_w == 0:
-        return batch, (height, width)
-    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-    return functional.pad(batch, (0, pad_w, 0, pad_h), mode=mode), (height, width)
+    return pad_h, pad_w, "reflect" if pad_h < height and pad_w < width else "replicate"
 
 
 class Translator:
@@ -96,6 +103,9 @@ class Translator:
         generators = {direction: net.to(self.device).eval() if isinstance(net, nn.Module) else net
                       for direction, net in (("AtoB", gen_ab), ("BtoA", gen_ba)) if net is not None}
         self.generators = engines_for(generators, config, self.engine)
+        # The PyTorch networks behind the engines (none for an .onnx file): tiled translation runs them stage by
+        # stage whatever the engine.
+        self.networks = {direction: net for direction, net in generators.items() if isinstance(net, nn.Module)}
         self.precision = "float32"
         self.set_fast_convolutions(True)
         # On the CPU one image at a time is fastest (batch 4: ~15% slower per image at 256x256; a GPU wants
@@ -107,9 +117,8 @@ class Translator:
         float rounding, far below an 8-bit image's step. Off: oneDNN's direct convolutions only. They apply in
         float32 only (`set_precision`)."""
         self.fast_convolutions = enabled
-        for net in self.generators.values():
-            if isinstance(net, nn.Module):  # the torch engine
-                set_fast_convolutions(net, enabled and self.precision == "float32")
+        for net in self.networks.values():
+            set_fast_convolutions(net, enabled and self.precision == "float32")
         return self
 
     def set_precision(self, precision: str) -> Translator:
@@ -224,42 +233,107 @@ class Translator:
         return output[0] if single else output
 
     def __call__(self, images: Image.Image | Sequence[Image.Image] | torch.Tensor, direction: str = "AtoB",
-                 resize: int | None = None, batch_size: int | None = None
+                 resize: int | None = None, batch_size: int | None = None, *, max_memory: int | None = None,
+                 tile: int | None = None, scratch_dir: str | Path | None = None
                  ) -> Image.Image | list[Image.Image] | torch.Tensor:
         """Translate a PIL image, a list of them, or a tensor; returns the same kind. batch_size: images per
-        generator call (default: `default_batch_size`)."""
+        generator call (default: `default_batch_size`). max_memory (bytes) / tile (rows): translate an image in
+        exact tiles when whole-image translation would need more, or always with `tile` (`translate_tiled`)."""
         if isinstance(images, torch.Tensor):
-            return self.translate_tensor(images, direction)
+            if not self._wants_tiling(direction, images.shape[-3], *images.shape[-2:], max_memory, tile):
+                return self.translate_tensor(images, direction)
+            single = images.dim() == 3
+            outputs = [self.translate_tiled(image, direction, max_memory=max_memory, tile=tile,
+                                            scratch_dir=scratch_dir) for image in (images[None] if single else images)]
+            return outputs[0] if single else torch.stack(outputs)
         single = isinstance(images, Image.Image)
-        outputs = self.translate_images([images] if single else list(images), direction, resize, batch_size)
+        outputs = self.translate_images([images] if single else list(images), direction, resize, batch_size,
+                                        max_memory=max_memory, tile=tile, scratch_dir=scratch_dir)
         return outputs[0] if single else outputs
 
     def translate_images(self, images: list[Image.Image], direction: str = "AtoB", resize: int | None = None,
-                         batch_size: int | None = None) -> list[Image.Image]:
-        """Translate PIL images, batching those of equal size; the outputs keep the inputs' order."""
+                         batch_size: int | None = None, *, max_memory: int | None = None, tile: int | None = None,
+                         scratch_dir: str | Path | None = None, show_progress: bool = False) -> list[Image.Image]:
+        """Translate PIL images, batching those of equal size; the outputs keep the inputs' order. An image whose
+        whole-image translation is estimated to need more than `max_memory` bytes, or every image when `tile` is
+        given, is translated in exact tiles instead (`translate_tiled`; `show_progress`: its stages and bands)."""
         channels = self.source_channels(self.check_direction(direction))
         batch_size = self.check_settings(resize, batch_size)
-        tensors = [image_to_tensor(_prepare(image, channels, resize)) for image in images]
-        outputs: list[Image.Image | None] = [None] * len(tensors)
+        prepared = [_prepare(image, channels, resize) for image in images]
+        outputs: list[Image.Image | None] = [None] * len(prepared)
+        whole = []
+        for index, image in enumerate(prepared):
+            if self._wants_tiling(direction, channels, image.height, image.width, max_memory, tile):
+                outputs[index] = self.translate_tiled(image, direction, max_memory=max_memory, tile=tile,
+                                                      scratch_dir=scratch_dir, show_progress=show_progress)
+            else:
+                whole.append(index)
+        tensors = [image_to_tensor(prepared[index]) for index in whole]
         for indices in _batches_by_size(tensors, batch_size):
             translated = self.translate_tensor(torch.stack([tensors[i] for i in indices]), direction)
             for index, tensor in zip(indices, translated, strict=True):
-                outputs[index] = tensor_to_image(tensor.cpu())
+                outputs[whole[index]] = tensor_to_image(tensor.cpu())
         return outputs  # type: ignore[return-value]
+
+    def _tiling_network(self, direction: str) -> nn.Module:
+        """The PyTorch network that tiled translation runs for `direction`, stage by stage."""
+        network = self.networks.get(self.check_direction(direction))
+        if network is None:
+            raise TranslationError("tiled translation runs the PyTorch network stage by stage, and an exported "
+                                   ".onnx file has none: translate large images with the model it was exported from "
+                                   "(a run folder, checkpoint or official file), or lower the image's size")
+        return network
+
+    def _wants_tiling(self, direction: str, channels: int, height: int, width: int, max_memory: int | None,
+                      tile: int | None) -> bool:
+        """Whether an image goes through tiled translation: `tile` given, or its whole-image estimate over
+        `max_memory`. An .onnx file's network cannot be estimated: it is translated whole unless `tile` is given."""
+        from .tiling import wants_tiling
+
+        if direction not in self.networks:
+            if tile is not None:
+                self._tiling_network(direction)  # raises the reason
+            return False
+        return wants_tiling(self.networks[direction], channels, height, width, max_memory, tile)
+
+    def translate_tiled(self, image: Image.Image | torch.Tensor, direction: str = "AtoB", *,
+                        max_memory: int | None = None, tile: int | None = None,
+                        scratch_dir: str | Path | None = None, show_progress: bool = False
+                        ) -> Image.Image | torch.Tensor:
+        """Translate one PIL image (or C x H x W tensor in [-1, 1]) in exact tiles: band by band, with the whole
+        image's instance-norm statistics, so the result equals whole-image translation up to float rounding, in
+        about `max_memory` bytes (see `tiling.translate_tiled`; scratch files go under `scratch_dir`)."""
+        from .tiling import translate_tiled
+
+        generator = self._tiling_network(direction)
+        channels = self.source_channels(direction)
+        if isinstance(image, torch.Tensor):
+            if image.dim() != 3 or image.shape[0] != channels:
+                raise TranslationError(f"the {direction} generator takes {channels} x H x W tensors, got shape "
+                                       f"{tuple(image.shape)}")
+            return translate_tiled(generator, image.to(self.device), max_memory=max_memory, tile=tile,
+                                   scratch_dir=scratch_dir, show_progress=show_progress).to(image.device)
+        array = np.asarray(_prepare(image, channels, None), dtype=np.uint8)
+        result = translate_tiled(generator, array, max_memory=max_memory, tile=tile, scratch_dir=scratch_dir,
+                                 show_progress=show_progress, description=f"translating {direction} in tiles")
+        return Image.fromarray(result)
 
     def translate_files(self, paths: Sequence[Path], out_dir: Path, direction: str = "AtoB",
                         resize: int | None = None, batch_size: int | None = None, show_progress: bool = True,
-                        names: Sequence[str | PurePath] | None = None) -> list[tuple[Path, Path]]:
+                        names: Sequence[str | PurePath] | None = None, *, max_memory: int | None = None,
+                        tile: int | None = None, scratch_dir: str | Path | None = None) -> list[tuple[Path, Path]]:
         """Translate image files into `out_dir` as PNG (names keep their stems); returns (input, output) pairs.
-        The first unreadable file raises ImageError; `translate_each` collects them instead."""
+        The first unreadable file raises ImageError; `translate_each` collects them instead. max_memory, tile,
+        scratch_dir: as for `translate_images`."""
         outcomes = self.translate_each(paths, out_dir, direction, resize, batch_size, show_progress, names,
-                                       strict=True)
+                                       strict=True, max_memory=max_memory, tile=tile, scratch_dir=scratch_dir)
         return [(outcome.source, outcome.output) for outcome in outcomes if outcome.output is not None]
 
     def translate_each(self, paths: Sequence[Path], out_dir: Path, direction: str = "AtoB",
                        resize: int | None = None, batch_size: int | None = None, show_progress: bool = True,
-                       names: Sequence[str | PurePath] | None = None, strict: bool = False
-                       ) -> Iterator[FileOutcome]:
+                       names: Sequence[str | PurePath] | None = None, strict: bool = False, *,
+                       max_memory: int | None = None, tile: int | None = None,
+                       scratch_dir: str | Path | None = None) -> Iterator[FileOutcome]:
         """Translate image files into `out_dir` as PNG, yielding one FileOutcome per input in input order.
 
         `names`: each output's path below `out_dir` (default: the input's file name); the suffix becomes .png and
@@ -267,16 +341,19 @@ class Translator:
         and settings (TranslationError) and that no output would overwrite an input (ImageError). A file that
         cannot be read or written is yielded with its error and the rest go on; with `strict` that outcome is the
         last one yielded and its ImageError is raised after it. Progress shows on one bar (`show_progress`).
+        max_memory, tile, scratch_dir: exact tiled translation of large images, as for `translate_images`.
         """
         self.check_direction(direction)
         batch_size = self.check_settings(resize, batch_size)
         paths = [Path(path) for path in paths]
         names = list(names) if names is not None else [path.name for path in paths]
         outputs = output_paths(paths, names, Path(out_dir))
-        return self._translate_planned(paths, outputs, direction, resize, batch_size, show_progress, strict)
+        tiling = {"max_memory": max_memory, "tile": tile, "scratch_dir": scratch_dir, "show_progress": show_progress}
+        return self._translate_planned(paths, outputs, direction, resize, batch_size, show_progress, strict, tiling)
 
     def _translate_planned(self, paths: list[Path], outputs: list[Path], direction: str, resize: int | None,
-                           batch_size: int, show_progress: bool, strict: bool) -> Iterator[FileOutcome]:
+                           batch_size: int, show_progress: bool, strict: bool, tiling: dict[str, Any]
+                           ) -> Iterator[FileOutcome]:
         channels = self.source_channels(direction)
         bar = progress_bar(total=len(paths), description=f"translating {direction}", unit="img",
                            enabled=show_progress)
@@ -294,7 +371,7 @@ class Translator:
                         if strict:  # the files before this one are still translated
                             stop = error
                             break
-                translated = self.translate_images(list(loaded.values()), direction, resize, batch_size)
+                translated = self.translate_images(list(loaded.values()), direction, resize, batch_size, **tiling)
                 for index, image in zip(loaded, translated, strict=True):
                     try:
                         save_image(image, outputs[index])

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
+
+from PIL import Image
 
 from ..config import PRECISIONS, ConfigError
 from ..engines import DEFAULT_ENGINE, ENGINES
 from ..io.images import ImageError, collect_inputs, printable_path
 from ..report.html import write_translation_page
+from ..tiling import default_max_memory
 from ..translate import FileOutcome, Translator
 
 EPILOG = """\
@@ -36,6 +40,19 @@ def _at_least_one(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
     return value
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, "mb": 1000**2, "mib": 1024**2,
+               "g": 1024**3, "gb": 1000**3, "gib": 1024**3, "t": 1024**4, "tb": 1000**4, "tib": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """A size in bytes from text such as 2GB (10**9 bytes each), 512MiB or 3G (2**30 each), 1.5g, 1000000."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _SIZE_UNITS or float(match.group(1)) * _SIZE_UNITS[unit] < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; write e.g. 2GB, 512MiB, 3G or a number of bytes")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
 
 
 class _EpilogKeptFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -84,12 +101,39 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "to ONNX on first use and cached; needs pip install \"cyclegan[onnx]\"), or auto "
                              "(onnxruntime where installed and the device is the CPU). An .onnx MODEL always runs "
                              "on onnxruntime.")
+    parser.add_argument("--max-memory", type=parse_size, default=None, metavar="SIZE",
+                        help="Memory for one image's translation (its feature maps; the program itself takes a few "
+                             "hundred MB more), e.g. 2GB, 512MiB, 3G. An image whose whole-image translation would "
+                             "need more is translated in exact tiles, equal to whole-image translation (default: "
+                             "half of this machine's physical memory).")
+    parser.add_argument("--tile", type=_at_least_one, default=None, metavar="ROWS",
+                        help="Translate every image in exact tiles: bands of this many output rows (default: "
+                             "only images over --max-memory, in bands as tall as fit).")
+    parser.add_argument("--scratch-dir", default=None, metavar="DIR",
+                        help="Folder for tiled translation's scratch files when its maps do not fit in "
+                             "--max-memory (default: the system's temporary folder, $TMPDIR); they are removed at "
+                             "the end, also after an error or Ctrl-C.")
+    parser.add_argument("--max-pixels", type=_at_least_one, default=None, metavar="N",
+                        help="Set Pillow's guard against decompression bombs to N pixels: it refuses an image of "
+                             "more than twice that (default: Pillow's N, "
+                             f"{Image.MAX_IMAGE_PIXELS}: images over {2 * Image.MAX_IMAGE_PIXELS} pixels, about "
+                             f"{int((2 * Image.MAX_IMAGE_PIXELS) ** 0.5)} a side, are refused).")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps.")
     parser.add_argument("--quiet", action="store_true", help="No progress bar.")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    guard = Image.MAX_IMAGE_PIXELS
+    if args.max_pixels is not None:
+        Image.MAX_IMAGE_PIXELS = args.max_pixels  # Pillow's own global; restored after this run
+    try:
+        return _run(args)
+    finally:
+        Image.MAX_IMAGE_PIXELS = guard
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.pretrained:
         model_name, items = f"pretrained {args.pretrained}", args.items
     else:
@@ -107,7 +151,9 @@ def run(args: argparse.Namespace) -> int:
     # Checks the direction and that no input is overwritten before anything (the page included) is written.
     job = translator.translate_each([found.path for found in inputs], out, args.direction, args.resize,
                                     args.batch_size, show_progress=not args.quiet,
-                                    names=[found.relative for found in inputs], strict=args.strict)
+                                    names=[found.relative for found in inputs], strict=args.strict,
+                                    max_memory=args.max_memory or default_max_memory(), tile=args.tile,
+                                    scratch_dir=args.scratch_dir)
     outcomes: list[FileOutcome] = []
     stopped: str | None = "Stopped by an error"
     try:

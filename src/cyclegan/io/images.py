@@ -263,7 +263,11 @@ def load_image(path: str | Path, channels: int = 3) -> Image.Image:
                 opened.load()
                 img = ImageOps.exif_transpose(opened)
                 return convert_mode(img, channels)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:
+        raise ImageError(f"{path} is larger than Pillow's guard against decompression bombs allows ({error}); "
+                         "if you trust the file, raise the limit (cyclegan translate --max-pixels N; Python: "
+                         "PIL.Image.MAX_IMAGE_PIXELS = N)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"{path} cannot be read as an image ({error}); remove or replace the file") from None
 
 
@@ -289,7 +293,12 @@ def image_to_tensor(img: Image.Image) -> torch.Tensor:
     """PIL image to a float32 C x H x W tensor in [-1, 1]; "L" gives one channel, other modes three."""
     if img.mode not in ("RGB", "L"):
         img = convert_mode(img, 1 if img.mode in _GRAYSCALE_MODES else 3)
-    array = np.asarray(img, dtype=np.uint8)
+    return array_to_tensor(np.asarray(img, dtype=np.uint8))
+
+
+def array_to_tensor(array: np.ndarray) -> torch.Tensor:
+    """A uint8 H x W x C (or H x W) array to a float32 C x H x W tensor in [-1, 1]: the one formula, also for the
+    bands of tiled translation."""
     if array.ndim == 2:
         array = array[:, :, None]
     tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).to(torch.float32)
@@ -303,9 +312,14 @@ def tensor_to_image(tensor: torch.Tensor) -> Image.Image:
         tensor = tensor[0]
     if tensor.dim() != 3 or tensor.shape[0] not in (1, 3):
         raise ValueError(f"expected a 1- or 3-channel C x H x W tensor, not shape {tuple(tensor.shape)}")
-    scaled = ((tensor.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
-    array = scaled.permute(1, 2, 0).numpy()
+    array = tensor_to_array(tensor)
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+
+
+def tensor_to_array(tensor: torch.Tensor) -> np.ndarray:
+    """A C x H x W tensor in [-1, 1] to a uint8 H x W x C array, clamped and rounded: the one quantisation."""
+    scaled = ((tensor.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
+    return scaled.permute(1, 2, 0).numpy()
 
 
 def _format_for(path: Path) -> str:
