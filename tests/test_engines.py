@@ -135,8 +135,9 @@ def test_engine_onnxruntime_exports_once_into_a_checked_cache(model, tmp_path, c
     monkeypatch.setattr(exported, "write_onnx", refuse)
     ours = cyclegan.load(model["path"], device="cpu", engine="onnxruntime")
     assert ours.engine == "onnxruntime" and isinstance(ours.generators["AtoB"], ExportingEngine)
-    assert cyclegan.load(model["path"], device="cpu", engine="auto").engine == "onnxruntime"
-    reference = Translator.load(model["path"], device="cpu").set_fast_convolutions(False)
+    monkeypatch.setenv("CYCLEGAN_ENGINE", "onnxruntime")  # what `auto` is on an AVX-512 CPU
+    assert cyclegan.load(model["path"], device="cpu").engine == "onnxruntime"  # the default is auto
+    reference = Translator.load(model["path"], device="cpu", engine="torch").set_fast_convolutions(False)
     x = torch.rand(2, 3, 30, 41) * 2 - 1
     assert (ours(x) - reference(x)).abs().max() <= TOLERANCE
 
@@ -149,6 +150,21 @@ def test_engine_choices_are_checked(monkeypatch):
     with pytest.raises(ConfigError, match="runs on the CPU, not on cuda; use --device cpu"):
         choose_engine("onnxruntime", "cuda")
     assert choose_engine("auto", "cuda") == ("torch", torch.device("cuda"))
+
+
+def test_auto_picks_onnxruntime_on_avx512_cpus_and_follows_the_variable(monkeypatch):
+    monkeypatch.delenv("CYCLEGAN_ENGINE")
+    monkeypatch.setattr("cyclegan.engines.wide_vectors", lambda: True)
+    assert choose_engine("auto", "cpu") == ("onnxruntime", torch.device("cpu"))
+    assert choose_engine("auto", "auto")[0] == ("torch" if torch.cuda.is_available() else "onnxruntime")
+    monkeypatch.setattr("cyclegan.engines.wide_vectors", lambda: False)  # AVX2: NNPACK's torch engine
+    assert choose_engine("auto", "cpu") == ("torch", torch.device("cpu"))
+    monkeypatch.setenv("CYCLEGAN_ENGINE", "onnxruntime")
+    assert choose_engine("auto", "cpu") == ("onnxruntime", torch.device("cpu"))
+    assert choose_engine("torch", "cpu") == ("torch", torch.device("cpu"))  # a named engine is not overridden
+    monkeypatch.setenv("CYCLEGAN_ENGINE", "tensorrt")
+    with pytest.raises(ConfigError, match=r"\$CYCLEGAN_ENGINE='tensorrt'; set it to torch or onnxruntime"):
+        choose_engine("auto", "cpu")
 
 
 def _rewrite_metadata(source: Path, target: Path, edit) -> Path:
@@ -243,3 +259,28 @@ def test_large_images_tile_with_the_torch_network_behind_the_onnxruntime_engine(
     with pytest.raises(TranslationError, match="an exported .onnx file has none"):
         onnx_file(image, tile=8)
     assert onnx_file(image, max_memory=1).shape == whole.shape  # no estimate for an .onnx file: whole
+
+
+def test_a_lower_precision_moves_the_default_engine_to_torch(model, monkeypatch):
+    monkeypatch.setenv("CYCLEGAN_ENGINE", "onnxruntime")  # `auto` as on an AVX-512 CPU
+    translator = Translator.load(model["path"], device="cpu").set_precision("bf16")
+    assert translator.engine == "torch" and isinstance(translator.generators["AtoB"], torch.nn.Module)
+    with pytest.raises(TranslationError, match="runs float32 only: use --engine torch"):
+        Translator.load(model["path"], device="cpu", engine="onnxruntime").set_precision("bf16")
+
+
+def test_the_onnxruntime_engine_tiles_sooner_as_its_whole_image_takes_more(model, monkeypatch):
+    from cyclegan import tiling
+    from cyclegan.translate import ONNXRUNTIME_MEMORY_FACTOR
+
+    image = torch.rand(3, 40, 48) * 2 - 1
+    torch_engine = Translator.load(model["path"], device="cpu", engine="torch")
+    estimate = tiling.estimate_whole_image_bytes(torch_engine.networks["AtoB"], 3, 40, 48)
+    budget = int(estimate * (1 + ONNXRUNTIME_MEMORY_FACTOR) / 2)  # enough for PyTorch, not for onnxruntime
+    tiled = []
+    real = tiling.translate_tiled
+    monkeypatch.setattr(tiling, "translate_tiled", lambda *args, **kwargs: tiled.append(1) or real(*args, **kwargs))
+    torch_engine(image, max_memory=budget)
+    assert tiled == []
+    Translator.load(model["path"], device="cpu", engine="onnxruntime")(image, max_memory=budget)
+    assert tiled == [1]

@@ -223,3 +223,22 @@ def test_translate_script_smoke(tmp_path, monkeypatch, capsys):
     assert results["cases"][6]["cli_torch_version"] == torch.__version__
     printed = capsys.readouterr().out
     assert "official loop (forward only)" in printed and "AVX512-BF16" in printed  # the CPU named
+
+
+def test_tiled_translation_script_smoke(tmp_path, monkeypatch, capsys):
+    script = _script("tiled_translation", monkeypatch)
+    out = tmp_path / "tiled.json"
+    assert script.main(["--equality-sizes", "64", "--whole-sizes", "96", "--time-size", "64", "--time-max-memory",
+                        "4MB", "--time-repeats", "2", "--large", "128", "--large-max-memory", "8MB", "--ngf", "4",
+                        "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    kinds = [(case["spec"]["kind"], case["spec"].get("weights")) for case in results["cases"]]
+    assert kinds == [("equality", "random"), ("equality", "official"), ("equality", "random"), ("whole", None),
+                     ("whole", None), ("tiled", None), ("large", None)]
+    for case in results["cases"][:3]:
+        assert case["max_abs_difference"] <= results["targets"]["max_abs_difference"]
+    whole, tiled = results["cases"][4:6]
+    assert len(whole["seconds_each"]) == len(tiled["seconds_each"]) == 2
+    assert tiled["time_ratio"] == pytest.approx(tiled["seconds"] / whole["seconds"])
+    assert results["cases"][6]["peak_rss_bytes"] > 0 and "--max-memory" in results["cases"][6]["command"]
+    assert "fast convolutions" in capsys.readouterr().out

@@ -7,13 +7,18 @@ in [-1, 1] whose sides the Translator has padded to the engine's `size_multiple`
   A .onnx file we exported says in its metadata which direction it translates and what it needs; for any other
   model the generator is exported on first use and kept in the cache (`io.exported.cached_onnx`).
 
-`auto` picks onnxruntime where it is installed and translation runs on the CPU, else torch.
+`auto` (the default) picks the fastest engine that stays within one 8-bit step of exact PyTorch, as measured by
+benchmarks/translate_speed.py: onnxruntime where it is installed and translation runs on a CPU with AVX-512 (1.25x
+the official per-image loop at 256 px and 1.7x at 512 on our AVX-512 EPYC, against 1.08x and 1.14x for the torch
+engine), else torch (GPUs; and CPUs without AVX-512, where the torch engine's NNPACK convolutions are its fast path
+and onnxruntime was not measured). $CYCLEGAN_ENGINE (torch or onnxruntime) sets what `auto` means.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -24,12 +29,14 @@ from .config import DIRECTIONS, ConfigError, ModelConfig
 from .io.checkpoints import CheckpointError
 from .io.download import cache_dir
 from .io.exported import INSTALL_HINT, cached_onnx, generator_metadata
+from .nets.layers import wide_vectors
 from .runtime import select_device
 
 logger = logging.getLogger(__name__)
 
 ENGINES = ("torch", "onnxruntime", "auto")
-DEFAULT_ENGINE = "torch"  # the lead chooses the default from benchmarks/translate_speed.py's figures
+DEFAULT_ENGINE = "auto"
+ENGINE_VARIABLE = "CYCLEGAN_ENGINE"  # what `auto` means, when set
 
 
 class Engine(Protocol):
@@ -59,9 +66,8 @@ def onnxruntime_available() -> bool:
 
 
 def choose_engine(engine: str, device: str | torch.device) -> tuple[str, torch.device]:
-    """`engine` checked, `auto` resolved (onnxruntime where it is installed and the device is the CPU), and the
-    device it runs on (`runtime.select_device`). onnxruntime runs on the CPU: device auto means the CPU for it, and
-    any other device is refused."""
+    """`engine` checked, `auto` resolved (module docstring), and the device it runs on (`runtime.select_device`).
+    onnxruntime runs on the CPU: device auto means the CPU for it, and any other device is refused."""
     if engine not in ENGINES:
         raise ConfigError(f"engine={engine!r}; use one of {', '.join(ENGINES)}")
     if engine == "onnxruntime":
@@ -71,10 +77,16 @@ def choose_engine(engine: str, device: str | torch.device) -> tuple[str, torch.d
             raise ConfigError(f"the onnxruntime engine runs on the CPU, not on {target}; use --device cpu, or the "
                               "torch engine for the GPU")
         return engine, target
-    target = select_device(device)
     if engine == "auto":
-        return ("onnxruntime" if target.type == "cpu" and onnxruntime_available() else "torch"), target
-    return engine, target
+        chosen = os.environ.get(ENGINE_VARIABLE, "").strip()
+        if chosen:
+            if chosen not in ("torch", "onnxruntime"):
+                raise ConfigError(f"${ENGINE_VARIABLE}={chosen!r}; set it to torch or onnxruntime, or unset it")
+            return choose_engine(chosen, device)
+        target = select_device(device)
+        fastest = target.type == "cpu" and wide_vectors() and onnxruntime_available()
+        return ("onnxruntime" if fastest else "torch"), target
+    return engine, select_device(device)
 
 
 class OnnxRuntimeEngine:

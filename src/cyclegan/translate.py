@@ -39,6 +39,9 @@ from .progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
+# onnxruntime's whole-image peak over PyTorch's, ResNet-9 at 2048x2048 (benchmarks/results/
+# tiled_translation_onnxruntime.json against tiled_translation.json): the whole-image estimate is PyTorch's.
+ONNXRUNTIME_MEMORY_FACTOR = 2.0
 # Autocast's types by the names training uses (config.PRECISIONS).
 AUTOCAST_TYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -99,6 +102,7 @@ class Translator:
     def __init__(self, gen_ab: nn.Module | Engine | None, gen_ba: nn.Module | Engine | None, config: ModelConfig,
                  device: torch.device | str = "cpu", engine: str = DEFAULT_ENGINE) -> None:
         self.config = config
+        self.engine_asked = engine
         self.engine, self.device = choose_engine(engine, device)
         generators = {direction: net.to(self.device).eval() if isinstance(net, nn.Module) else net
                       for direction, net in (("AtoB", gen_ab), ("BtoA", gen_ba)) if net is not None}
@@ -113,9 +117,10 @@ class Translator:
         self.default_batch_size = 1 if self.device.type == "cpu" else 4
 
     def set_fast_convolutions(self, enabled: bool) -> Translator:
-        """NNPACK convolutions on the CPU (`nets.layers.conv2d`; on by default): the outputs equal oneDNN's up to
-        float rounding, far below an 8-bit image's step. Off: oneDNN's direct convolutions only. They apply in
-        float32 only (`set_precision`)."""
+        """The fastest convolutions on the CPU (`nets.layers.fast_kernel`; on by default): NNPACK's on CPUs without
+        AVX-512, oneDNN's direct ones with it, where they are faster. NNPACK's outputs equal oneDNN's up to float
+        rounding, far below an 8-bit image's step. Off: oneDNN's direct convolutions only. In float32 only
+        (`set_precision`)."""
         self.fast_convolutions = enabled
         for net in self.networks.values():
             set_fast_convolutions(net, enabled and self.precision == "float32")
@@ -128,6 +133,9 @@ class Translator:
         NNPACK's."""
         if precision not in PRECISIONS:
             raise TranslationError(f"precision={precision!r}; use one of {', '.join(PRECISIONS)}")
+        if precision != "float32" and self.engine != "torch" and self.engine_asked == "auto" \
+                and set(self.networks) == set(self.generators):
+            self.generators, self.engine = dict(self.networks), "torch"  # autocast is PyTorch's
         if precision != "float32" and self.engine != "torch":
             raise TranslationError(f"precision {precision} is PyTorch autocast; the {self.engine} engine runs "
                                    "float32 only: use --engine torch for it")
@@ -294,6 +302,8 @@ class Translator:
             if tile is not None:
                 self._tiling_network(direction)  # raises the reason
             return False
+        if max_memory is not None and self.engine == "onnxruntime":  # its whole image takes more than PyTorch's
+            max_memory = int(max_memory / ONNXRUNTIME_MEMORY_FACTOR)
         return wants_tiling(self.networks[direction], channels, height, width, max_memory, tile)
 
     def translate_tiled(self, image: Image.Image | torch.Tensor, direction: str = "AtoB", *,

@@ -91,16 +91,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="Stop at the first input that cannot be read or written (exit 2) instead of "
                              "translating the rest and listing the failures at the end (exit 1).")
     parser.add_argument("--exact-convolutions", action="store_true",
-                        help="On the CPU, use oneDNN's direct convolutions only, not NNPACK's Winograd/FFT ones "
-                             "(2x faster for the ResNet's 3x3 layers, equal up to float rounding).")
+                        help="On the CPU, use oneDNN's direct convolutions only. By default a CPU without "
+                             "AVX-512 runs the ResNet's stride-1 convolutions through NNPACK's Winograd/FFT kernels "
+                             "(faster there, equal up to float rounding); with AVX-512 oneDNN's are the faster "
+                             "ones and run either way (nets/layers.py fast_kernel).")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="float32: exact. bf16 (CPUs with AVX512-BF16 or AMX, GPUs) or fp16 (GPUs): autocast, "
                              "faster, outputs a few 8-bit steps off float32 (README, Speed).")
     parser.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
                         help="What runs the generator: torch (PyTorch), onnxruntime (the CPU; the model is exported "
-                             "to ONNX on first use and cached; needs pip install \"cyclegan[onnx]\"), or auto "
-                             "(onnxruntime where installed and the device is the CPU). An .onnx MODEL always runs "
-                             "on onnxruntime.")
+                             "to ONNX on first use and cached; needs pip install \"cyclegan[onnx]\"), or auto, the "
+                             "fastest within one 8-bit step of exact: onnxruntime where installed and the device is "
+                             "a CPU with AVX-512, else torch ($CYCLEGAN_ENGINE sets what auto means). An .onnx "
+                             "MODEL always runs on onnxruntime.")
     parser.add_argument("--max-memory", type=parse_size, default=None, metavar="SIZE",
                         help="Memory for one image's translation (its feature maps; the program itself takes a few "
                              "hundred MB more), e.g. 2GB, 512MiB, 3G. An image whose whole-image translation would "

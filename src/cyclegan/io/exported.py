@@ -13,6 +13,8 @@ import contextlib
 import copy
 import dataclasses
 import hashlib
+import importlib.metadata
+import importlib.util
 import json
 import logging
 from collections.abc import Iterator
@@ -73,10 +75,14 @@ def _dynamic_inputs(net: nn.Module, channels: int) -> tuple[torch.Tensor, dict]:
     return torch.zeros(2, channels, side, side), dims
 
 
-def _require(module: str) -> None:
+def _require(module: str) -> str:
+    """The installed version of `module`, found without importing it (onnxscript's import alone takes seconds,
+    which a cached export does not need); ConfigError naming the extra if it is missing."""
     try:
-        __import__(module)
-    except ImportError as error:
+        if importlib.util.find_spec(module) is None:
+            raise ImportError(f"no module named {module!r}")
+        return importlib.metadata.version(module)
+    except (ImportError, importlib.metadata.PackageNotFoundError, ValueError) as error:
         raise ConfigError(f"exporting to ONNX needs the packages onnx and onnxscript ({module} is missing: "
                           f"{error}); {INSTALL_HINT}") from None
 
@@ -168,15 +174,12 @@ def read_pt2_metadata(path: str | Path) -> tuple[torch.export.ExportedProgram, d
 def export_key(net: nn.Module, metadata: dict[str, str]) -> str:
     """A digest of everything an export depends on: the weights and buffers, the metadata (config, direction) and
     the exporting packages' versions."""
-    import onnx
-    import onnxscript
-
     digest = hashlib.sha256()
     for name, tensor in sorted(net.state_dict().items()):
         digest.update(name.encode())
         digest.update(str((tensor.dtype, tuple(tensor.shape))).encode())
         digest.update(tensor.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    versions = {"torch": torch.__version__, "onnx": onnx.__version__, "onnxscript": onnxscript.__version__}
+    versions = {"torch": torch.__version__, "onnx": _require("onnx"), "onnxscript": _require("onnxscript")}
     digest.update(json.dumps({"metadata": metadata, "versions": versions}, sort_keys=True).encode())
     return digest.hexdigest()[:32]
 
