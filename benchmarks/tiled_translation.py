@@ -83,7 +83,15 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         budget = estimate_whole_image_bytes(translator.networks["AtoB"], 3, spec["size"], spec["size"]) // 4
         tiled = translator.translate_tiled(tensor, max_memory=budget)
         result["max_abs_difference"] = (tiled - whole).abs().max().item()
-        result["differing_8bit_values"] = int(np.count_nonzero(tensor_to_array(tiled) != tensor_to_array(whole)))
+        tiled_8bit, whole_8bit = tensor_to_array(tiled), tensor_to_array(whole)
+        differing = tiled_8bit != whole_8bit
+        result["differing_8bit_values"] = int(np.count_nonzero(differing))
+        # Rounding ties: values that differ by one step because the float result sits at a .5 boundary of the
+        # 8-bit scale (how far from it, at most, in steps; tiny means a tie).
+        scaled = ((whole.clamp(-1, 1) + 1) * 127.5).permute(1, 2, 0).numpy().reshape(differing.shape)
+        result["max_8bit_steps_apart"] = int(np.abs(tiled_8bit.astype(int) - whole_8bit.astype(int)).max())
+        result["differing_max_distance_from_a_half_step"] = (
+            float(np.abs(scaled[differing] % 1 - 0.5).max()) if differing.any() else 0.0)
         result["values"] = whole.numel()
         result["tiled_max_memory"] = budget
         return result
@@ -152,7 +160,7 @@ def large_case(base: dict[str, Any], size: int, max_memory: str, root: Path) -> 
             "meets_target": run.max_rss_bytes <= TARGET_LARGE_PEAK_GIB * common.GIB}
 
 
-def time_cases(base: dict[str, Any], size: int, max_memory: int, repeats: int, run: Any) -> list[dict[str, Any]]:
+def time_cases(base: dict[str, Any], size: int, max_memory: int, repeats: int) -> list[dict[str, Any]]:
     """Whole-image and tiled translation at `size`, alternated `repeats` times (each run its own process, so both
     see the same drift of a shared machine); the ratio of their median times."""
     import statistics
@@ -160,7 +168,9 @@ def time_cases(base: dict[str, Any], size: int, max_memory: int, repeats: int, r
     wholes, tileds = [], []
     for _ in range(repeats):
         wholes.append(whole_case(base, size))
-        tileds.append(run({**base, "kind": "tiled", "size": size, "max_memory": max_memory}))
+        print(f"measuring whole and tiled translation at {size}, {len(tileds) + 1} of {repeats} ...",
+              file=sys.stderr, flush=True)
+        tileds.append(common.run_child(SCRIPT, {**base, "kind": "tiled", "size": size, "max_memory": max_memory}))
     whole, tiled = wholes[-1], tileds[-1]
     if "seconds" not in whole:
         return [whole, tiled]
@@ -246,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"measuring whole-image translation at {size} ...", file=sys.stderr, flush=True)
             cases.append(whole_case({**base, "engine": args.whole_engine}, size))
     if args.time_size:
-        cases += time_cases(base, args.time_size, parse_size(args.time_max_memory), args.time_repeats, run)
+        cases += time_cases(base, args.time_size, parse_size(args.time_max_memory), args.time_repeats)
     if args.large:
         print(f"measuring the CLI at {args.large} ...", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(prefix="cyclegan-tiled-bench-") as root:

@@ -33,8 +33,8 @@ import common
 SCRIPT = Path(__file__).resolve()
 ENGINES = ("plain", "exact", "fast", "bf16", "onnxruntime")
 # What each engine adds to `cyclegan translate` (plain is not a CLI engine: it is the official per-image loop).
-CLI_FLAGS = {"exact": ["--exact-convolutions"], "fast": [], "bf16": ["--precision", "bf16"],
-             "onnxruntime": ["--engine", "onnxruntime"]}
+CLI_FLAGS = {"exact": ["--engine", "torch", "--exact-convolutions"], "fast": ["--engine", "torch"],
+             "bf16": ["--engine", "torch", "--precision", "bf16"], "onnxruntime": ["--engine", "onnxruntime"]}
 EIGHT_BIT_STEP = 2 / 255
 # The target: at 256 px, at least twice the plain forward pass's images/s, within one 8-bit step.
 TARGET_RATIO = {256: 2.0}
@@ -85,13 +85,13 @@ def measure_api(spec: dict[str, Any]) -> dict[str, Any]:
     rss_after_import = common.current_rss_bytes()
     engine = spec["engine"]
     translator = Translator.load(spec["model"], device="cpu",
-                                 **({"engine": "onnxruntime"} if engine == "onnxruntime" else {}))
+                                 engine="onnxruntime" if engine == "onnxruntime" else "torch")
     translator.set_fast_convolutions(engine == "fast")
     if engine == "bf16":
         translator.set_precision("bf16")
     images = make_images(spec["images"], spec["size"])
     tensors = [image_to_tensor(image)[None] for image in images]
-    generator = translator.generators["AtoB"]
+    generator = translator.networks["AtoB"]  # the bare PyTorch network, for the baseline
     if engine == "plain":  # the official test.py's loop: one eager forward pass per image, nothing else
 
         def run() -> Any:
@@ -105,7 +105,8 @@ def measure_api(spec: dict[str, Any]) -> dict[str, Any]:
     with torch.no_grad():  # the float outputs, for the accuracy comparison
         outputs = torch.cat([generator(tensor) if engine == "plain" else translator(tensor) for tensor in tensors])
     np.save(spec["outputs"], outputs.numpy())
-    return {"spec": spec, "seconds_per_call": common.summarize(seconds),
+    return {"spec": spec, "engine_used": "plain PyTorch" if engine == "plain" else translator.engine,
+            "seconds_per_call": common.summarize(seconds),
             "images_per_second": spec["images"] / common.summarize(seconds)["median"],
             "rss_after_import_bytes": rss_after_import}
 

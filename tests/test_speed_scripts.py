@@ -214,10 +214,13 @@ def test_translate_script_smoke(tmp_path, monkeypatch, capsys):
         plain = results["cases"][0]["images_per_second"]
         assert case["ratio_to_plain"] == pytest.approx(case["images_per_second"] / plain)
     api = {case["spec"]["engine"]: case["accuracy_vs_exact"] for case in results["cases"][:5]}
+    assert [case["engine_used"] for case in results["cases"][:5]] == ["plain PyTorch", "torch", "torch", "torch",
+                                                                      "onnxruntime"]
     for engine in ("fast", "onnxruntime"):
         assert api[engine]["within_one_eight_bit_step"] and api[engine]["max_abs"] < 1e-3
+    assert api["onnxruntime"]["max_abs"] > 0  # another engine: its own rounding
     assert api["bf16"]["max_abs"] > 0  # autocast ran: bfloat16 rounds
-    assert "--exact-convolutions" in results["cases"][5]["command"]
+    assert results["cases"][5]["command"][-3:] == ["--engine", "torch", "--exact-convolutions"]
     assert results["cases"][7]["command"][-2:] == ["--precision", "bf16"]
     assert results["cases"][8]["command"][-2:] == ["--engine", "onnxruntime"]
     assert results["cases"][6]["cli_torch_version"] == torch.__version__
