@@ -284,3 +284,14 @@ def test_the_onnxruntime_engine_tiles_sooner_as_its_whole_image_takes_more(model
     assert tiled == []
     Translator.load(model["path"], device="cpu", engine="onnxruntime")(image, max_memory=budget)
     assert tiled == [1]
+
+
+def test_exact_convolutions_move_the_default_engine_to_torch(model, tmp_path, monkeypatch):
+    monkeypatch.setenv("CYCLEGAN_ENGINE", "onnxruntime")  # `auto` as on an AVX-512 CPU
+    made = []
+    real = Translator.load.__func__
+    monkeypatch.setattr(Translator, "load", classmethod(lambda cls, *a, **k: made.append(a) or real(cls, *a, **k)))
+    photo = model["photos"] / "rgb1.png"
+    assert _translate(model["path"], [photo], tmp_path / "exact", "--exact-convolutions") == 0
+    assert _translate(model["path"], [photo], tmp_path / "auto") == 0
+    assert [arguments[-1] for arguments in made] == ["torch", "auto"]

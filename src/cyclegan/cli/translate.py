@@ -94,7 +94,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="On the CPU, use oneDNN's direct convolutions only. By default a CPU without "
                              "AVX-512 runs the ResNet's stride-1 convolutions through NNPACK's Winograd/FFT kernels "
                              "(faster there, equal up to float rounding); with AVX-512 oneDNN's are the faster "
-                             "ones and run either way (nets/layers.py fast_kernel).")
+                             "ones and run either way (nets/layers.py fast_kernel). Implies --engine torch "
+                             "unless another engine is named.")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="float32: exact. bf16 (CPUs with AVX512-BF16 or AMX, GPUs) or fp16 (GPUs): autocast, "
                              "faster, outputs a few 8-bit steps off float32 (README, Speed).")
@@ -144,6 +145,8 @@ def _run(args: argparse.Namespace) -> int:
         if not items:
             raise ConfigError("give the model and at least one input image, folder or glob")
     inputs = collect_inputs(items)
+    if args.exact_convolutions and args.engine == "auto":
+        args.engine = "torch"  # oneDNN's direct convolutions are PyTorch's
     if args.pretrained:
         translator = Translator.from_pretrained(args.pretrained, args.base_url, args.device,
                                                 show_progress=not args.quiet, engine=args.engine)
