@@ -99,14 +99,19 @@ def peak_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
-def current_rss_bytes() -> int | None:
+def proc_kib_field(path: str, field: str) -> int | None:
+    """A "Field:  N kB" line of a /proc file, in bytes (None where the file or field is absent)."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
     return None
+
+
+def current_rss_bytes() -> int | None:
+    return proc_kib_field("/proc/self/status", "VmRSS")
 
 
 def time_calls(function: Any, repeats: int, warmup: int) -> list[float]:

@@ -107,13 +107,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def available_bytes() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return common.proc_kib_field("/proc/meminfo", "MemAvailable")
 
 
 def whole_case(base: dict[str, Any], size: int) -> dict[str, Any]:
