@@ -1,0 +1,418 @@
+// The pages of `cyclegan serve`: `/` (translate an image) and `/docs` (the API, read from /openapi.json).
+// Plain JavaScript with no build step and no request to any other host; the API is described in
+// src/cyclegan/serve/app.py. Both pages share the token and error helpers below.
+"use strict";
+
+const TOKEN_KEY = "cyclegan-token";
+const $ = (id) => document.getElementById(id);
+
+// ---- Shared: the token, errors in plain words -------------------------------------------------------------
+
+function authHeaders() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: "Bearer " + token } : {};
+}
+
+function showError(message) {
+  $("error").textContent = message;
+}
+
+function clearError() {
+  $("error").textContent = "";
+}
+
+const NETWORK_MESSAGE = "Could not reach the server at " + location.host + ". Check that `cyclegan serve` is " +
+  "still running and that this computer can reach it, then try again.";
+
+// The server's JSON error body has a plain-words "message"; anything else (a proxy's HTML page) gets a
+// generic sentence naming the status. A 503 also says how long the server asks us to wait.
+function errorText(status, statusText, body, retryAfter) {
+  let message = "";
+  try {
+    message = JSON.parse(body).message || "";
+  } catch (_) {
+    // not JSON: fall through to the generic sentence
+  }
+  if (!message) {
+    message = "The server answered " + status + (statusText ? " " + statusText : "") + ".";
+  }
+  if (status === 503 && retryAfter) {
+    message += " The server asks to wait " + retryAfter + " s (Retry-After) before trying again.";
+  }
+  return message;
+}
+
+async function responseError(response) {
+  return errorText(response.status, response.statusText, await response.text(),
+    response.headers.get("Retry-After"));
+}
+
+// A 401 shows the token field; submitting it stores the token for this tab and calls `retry`.
+function askForToken(message) {
+  showError(message);
+  $("token-form").hidden = false;
+  $("token").focus();
+}
+
+function setUpTokenForm(retry) {
+  $("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const token = $("token").value.trim();
+    if (!token) {
+      showError("Type the access token first: it is the value the server was started with (--token).");
+      return;
+    }
+    sessionStorage.setItem(TOKEN_KEY, token);
+    $("token-form").hidden = true;
+    clearError();
+    retry();
+  });
+}
+
+// ---- The translate page ---------------------------------------------------------------------------------
+
+const state = { models: [], limits: null, file: null, inputUrl: null, outputUrl: null, xhr: null, timer: null };
+
+async function loadModels() {
+  let response;
+  try {
+    response = await fetch("/v1/models", { headers: authHeaders() });
+  } catch (_) {
+    showError(NETWORK_MESSAGE);
+    return false;
+  }
+  if (response.status === 401) {
+    askForToken(await responseError(response));
+    return false;
+  }
+  if (!response.ok) {
+    showError(await responseError(response));
+    return false;
+  }
+  const body = await response.json();
+  state.models = body.models;
+  state.limits = body.limits;
+  fillSelect($("model"), state.models.map((model) => model.name));
+  fillDirections();
+  showLimits();
+  return true;
+}
+
+function fillSelect(select, values) {
+  const previous = select.value;
+  select.replaceChildren(...values.map((value) => new Option(value, value)));
+  if (values.includes(previous)) select.value = previous;
+}
+
+function fillDirections() {
+  const model = state.models.find((candidate) => candidate.name === $("model").value);
+  fillSelect($("direction"), model ? model.directions : []);
+}
+
+function megabytes(bytes) {
+  return (bytes / 1048576).toFixed(1) + " MB";
+}
+
+function showLimits() {
+  if (!state.limits) return;
+  const megapixels = (state.limits.max_pixels / 1e6).toFixed(1);
+  $("limits").textContent = "Up to " + megabytes(state.limits.max_bytes) + " and " + megapixels + " megapixels.";
+}
+
+function replaceUrl(key, blob) {
+  if (state[key]) URL.revokeObjectURL(state[key]);
+  state[key] = blob ? URL.createObjectURL(blob) : null;
+  return state[key];
+}
+
+function clearOutput() {
+  const output = $("output-image");
+  output.hidden = true;
+  output.removeAttribute("src");
+  $("output-caption").textContent = "Output";
+  $("download").hidden = true;
+  $("download").removeAttribute("href");
+  replaceUrl("outputUrl", null);
+}
+
+function chooseFile(file) {
+  if (!file) return;
+  state.file = file;
+  const input = $("input-image");
+  input.hidden = true;
+  input.src = replaceUrl("inputUrl", file);
+  $("input-caption").textContent = "Input: " + (file.name || "pasted image");
+  clearOutput();
+  translate();
+}
+
+function stem(name) {
+  const base = (name || "image").replace(/^.*[\\/]/, "");
+  const dot = base.lastIndexOf(".");
+  return dot > 0 ? base.slice(0, dot) : base;
+}
+
+function downloadName(xhr, direction) {
+  const disposition = xhr.getResponseHeader("Content-Disposition") || "";
+  const match = /filename="([^"]+)"/.exec(disposition);
+  return match ? match[1] : stem(state.file.name) + "_" + direction + ".png";
+}
+
+function setProgress(fraction) {
+  const progress = $("progress");
+  progress.hidden = false;
+  if (fraction === null) progress.removeAttribute("value"); // indeterminate while the model runs
+  else progress.value = fraction;
+}
+
+function stopTimer() {
+  clearInterval(state.timer);
+  state.timer = null;
+}
+
+function startTranslatingTimer() {
+  stopTimer();
+  const started = performance.now();
+  const tick = () => {
+    const seconds = Math.floor((performance.now() - started) / 1000);
+    $("status").textContent = "Translating\u2026 " + seconds + " s";
+  };
+  setProgress(null);
+  tick();
+  state.timer = setInterval(tick, 250);
+}
+
+function translate() {
+  clearError();
+  if (!state.file) {
+    showError("Choose an image first: use the file chooser, drop an image on the page, or paste one.");
+    return;
+  }
+  if (state.limits && state.file.size > state.limits.max_bytes) {
+    showError("This file is " + megabytes(state.file.size) + "; the server accepts up to " +
+      megabytes(state.limits.max_bytes) + ". Choose a smaller image or scale it down first.");
+    return;
+  }
+  if (state.xhr) state.xhr.abort(); // a newer image or setting replaces the request in flight
+  clearOutput();
+  const direction = $("direction").value;
+  const query = new URLSearchParams({ format: "png" });
+  if ($("model").value) query.set("model", $("model").value);
+  if (direction) query.set("direction", direction);
+  const form = new FormData();
+  form.append("image", state.file, state.file.name || "pasted.png");
+  const xhr = new XMLHttpRequest();
+  state.xhr = xhr;
+  xhr.open("POST", "/v1/translate?" + query);
+  for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
+  xhr.responseType = "blob";
+  const started = performance.now();
+  xhr.upload.onprogress = (event) => {
+    if (!event.lengthComputable) return;
+    setProgress(event.loaded / event.total);
+    $("status").textContent = "Uploading\u2026 " + Math.round(100 * event.loaded / event.total) + " % of " +
+      megabytes(event.total);
+  };
+  xhr.upload.onload = startTranslatingTimer;
+  xhr.onprogress = (event) => {
+    stopTimer();
+    setProgress(event.lengthComputable ? event.loaded / event.total : null);
+    $("status").textContent = "Downloading the result\u2026 " + megabytes(event.loaded);
+  };
+  xhr.onload = () => finish(xhr, direction, started);
+  xhr.onerror = () => fail(xhr, NETWORK_MESSAGE);
+  setProgress(0);
+  $("status").textContent = "Uploading\u2026";
+  xhr.send(form);
+}
+
+function fail(xhr, message) {
+  if (state.xhr !== xhr) return;
+  state.xhr = null;
+  stopTimer();
+  $("progress").hidden = true;
+  $("status").textContent = "";
+  showError(message);
+}
+
+async function finish(xhr, direction, started) {
+  if (state.xhr !== xhr) return; // superseded by a newer request
+  if (xhr.status !== 200) {
+    const message = errorText(xhr.status, xhr.statusText, await xhr.response.text(),
+      xhr.getResponseHeader("Retry-After"));
+    fail(xhr, message);
+    if (xhr.status === 401) askForToken(message);
+    return;
+  }
+  state.xhr = null;
+  stopTimer();
+  const roundTrip = (performance.now() - started) / 1000;
+  const output = $("output-image");
+  output.src = replaceUrl("outputUrl", xhr.response);
+  await output.decode().catch(() => {});
+  output.hidden = false;
+  $("output-caption").textContent = "Output: " + direction + ", " + output.naturalWidth + " \u00d7 " +
+    output.naturalHeight;
+  const download = $("download");
+  download.href = state.outputUrl;
+  download.download = downloadName(xhr, direction);
+  download.textContent = "Download " + download.download;
+  download.hidden = false;
+  $("progress").hidden = true;
+  const model = Number(xhr.getResponseHeader("X-Translation-Seconds"));
+  $("status").textContent = "Translated in " + model.toFixed(3) + " s on the server; " + roundTrip.toFixed(3) +
+    " s round trip (upload, queue, translation and download).";
+}
+
+function setUpTranslatePage() {
+  const fileInput = $("file");
+  const drop = $("drop");
+  fileInput.addEventListener("change", () => chooseFile(fileInput.files[0]));
+  $("model").addEventListener("change", fillDirections);
+  $("translate").addEventListener("click", translate);
+  drop.addEventListener("keydown", (event) => {
+    if (event.target !== drop || (event.key !== "Enter" && event.key !== " ")) return;
+    event.preventDefault();
+    fileInput.click();
+  });
+  drop.addEventListener("click", (event) => {
+    if (!event.target.closest("input, label")) fileInput.click();
+  });
+  // Dropping anywhere on the page takes the image (and keeps the browser from opening the file instead).
+  document.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    drop.classList.add("dragging");
+  });
+  document.addEventListener("dragleave", (event) => {
+    if (!event.relatedTarget) drop.classList.remove("dragging");
+  });
+  document.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("dragging");
+    chooseFile(event.dataTransfer.files[0]);
+  });
+  document.addEventListener("paste", (event) => {
+    const image = [...event.clipboardData.files].find((file) => file.type.startsWith("image/"));
+    if (!image) return; // text pastes (the token field) go on as usual
+    event.preventDefault();
+    chooseFile(image);
+  });
+  $("input-image").addEventListener("load", () => {
+    const input = $("input-image");
+    input.hidden = false;
+    $("input-caption").textContent = "Input: " + (state.file.name || "pasted image") + ", " +
+      input.naturalWidth + " \u00d7 " + input.naturalHeight;
+  });
+  setUpTokenForm(async () => {
+    if ((await loadModels()) && state.file && !state.outputUrl) translate();
+  });
+  loadModels();
+}
+
+// ---- The docs page: /openapi.json as a plain list ------------------------------------------------------
+
+function element(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+
+function schemaText(schema) {
+  if (!schema) return "";
+  if (schema.$ref) return schema.$ref.split("/").pop();
+  if (schema.anyOf || schema.oneOf) return (schema.anyOf || schema.oneOf).map(schemaText).join(" or ");
+  if (schema.enum) return "one of " + schema.enum.join(", ");
+  if (schema.type === "array") return "array of " + schemaText(schema.items);
+  let text = schema.type || "any";
+  if (schema.format) text += " (" + schema.format + ")";
+  if (schema.default !== undefined) text += ", default " + JSON.stringify(schema.default);
+  return text;
+}
+
+function listOf(items) {
+  const list = element("ul");
+  for (const item of items) list.append(element("li", item));
+  return list;
+}
+
+function operationSection(method, path, operation) {
+  const section = element("section", undefined, "operation");
+  const heading = element("h3");
+  heading.append(element("span", method.toUpperCase(), "method"), " ", element("code", path));
+  section.append(heading);
+  for (const text of [operation.summary, operation.description]) {
+    if (text) section.append(element("p", text, "description"));
+  }
+  const parameters = operation.parameters || [];
+  if (parameters.length) {
+    section.append(element("h4", "Parameters"), listOf(parameters.map((parameter) =>
+      parameter.name + " (" + parameter.in + (parameter.required ? ", required" : ", optional") + "): " +
+      schemaText(parameter.schema) + (parameter.description ? ". " + parameter.description : ""))));
+  }
+  if (operation.requestBody) {
+    const body = operation.requestBody;
+    section.append(element("h4", "Request body"), listOf(Object.entries(body.content || {}).map(
+      ([type, content]) => type + (content.schema ? ": " + schemaText(content.schema) : ""))));
+    if (body.description) section.append(element("p", body.description, "description"));
+  }
+  section.append(element("h4", "Responses"), listOf(Object.entries(operation.responses || {}).map(
+    ([code, response]) => code + ": " + (response.description || "") +
+      (response.content ? " (" + Object.keys(response.content).join(", ") + ")" : ""))));
+  return section;
+}
+
+function schemaSection(name, schema) {
+  const section = element("section", undefined, "schema");
+  section.append(element("h3", name));
+  const required = schema.required || [];
+  section.append(listOf(Object.entries(schema.properties || {}).map(([property, value]) =>
+    property + (required.includes(property) ? " (required)" : "") + ": " + schemaText(value) +
+      (value.description ? ". " + value.description : ""))));
+  return section;
+}
+
+function renderSpec(spec) {
+  const target = $("spec");
+  const info = spec.info || {};
+  target.replaceChildren(element("h2", (info.title || "API") + (info.version ? " " + info.version : "")));
+  if (info.description) target.append(element("p", info.description, "description"));
+  target.append(element("h2", "Endpoints"));
+  for (const [path, item] of Object.entries(spec.paths || {})) {
+    for (const method of ["get", "post", "put", "patch", "delete"]) {
+      if (item[method]) target.append(operationSection(method, path, item[method]));
+    }
+  }
+  const schemas = (spec.components || {}).schemas || {};
+  if (Object.keys(schemas).length) {
+    target.append(element("h2", "Schemas"));
+    for (const [name, schema] of Object.entries(schemas)) target.append(schemaSection(name, schema));
+  }
+}
+
+async function loadSpec() {
+  let response;
+  try {
+    response = await fetch("/openapi.json", { headers: authHeaders() });
+  } catch (_) {
+    showError(NETWORK_MESSAGE);
+    return;
+  }
+  if (response.status === 401) {
+    askForToken(await responseError(response));
+    return;
+  }
+  if (!response.ok) {
+    showError(await responseError(response));
+    return;
+  }
+  renderSpec(await response.json());
+}
+
+function setUpDocsPage() {
+  setUpTokenForm(loadSpec);
+  loadSpec();
+}
+
+if (document.body.dataset.page === "docs") setUpDocsPage();
+else setUpTranslatePage();
