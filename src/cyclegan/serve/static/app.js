@@ -36,8 +36,10 @@ function errorText(status, statusText, body, retryAfter) {
   if (!message) {
     message = "The server answered " + status + (statusText ? " " + statusText : "") + ".";
   }
-  if (status === 503 && retryAfter) {
-    message += " The server asks to wait " + retryAfter + " s (Retry-After) before trying again.";
+  // The server writes its messages as the command line does, without a full stop; a page shows sentences.
+  if (!/[.!?]$/.test(message)) message += ".";
+  if (status === 503 && retryAfter && !/retry in/i.test(message)) {
+    message += " Try again in " + retryAfter + " s (the server's Retry-After).";
   }
   return message;
 }
@@ -110,7 +112,7 @@ function fillDirections() {
 }
 
 function megabytes(bytes) {
-  return (bytes / 1048576).toFixed(1) + " MB";
+  return (bytes / 1048576).toFixed(1) + " MiB";
 }
 
 function showLimits() {
