@@ -57,6 +57,30 @@ LOADS_JS = """(url) => new Promise((resolve) => {
   probe.src = url;
 })"""
 
+# Drop an image on the drop zone, or paste it, as a person would (the same events, with a File in them).
+GIVE_FILE_JS = """({event, name, bytes}) => {
+  const data = new DataTransfer();
+  data.items.add(new File([new Uint8Array(bytes)], name, {type: "image/png"}));
+  const target = document.querySelector("#drop");
+  target.dispatchEvent(event === "drop"
+    ? new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true})
+    : new ClipboardEvent("paste", {clipboardData: data, bubbles: true, cancelable: true}));
+}"""
+# Record every text #status shows and each time the <progress> bar appears, in order.
+RECORD_STATUS_JS = """() => {
+  window.shownStatus = [];
+  new MutationObserver((records) => {
+    for (const record of records) {
+      if (record.type === "attributes") {
+        if (!record.target.hidden) window.shownStatus.push("progress shown");
+      } else {
+        for (const node of record.addedNodes) window.shownStatus.push(node.textContent);
+      }
+    }
+  }).observe(document.querySelector(".state"), {childList: true, subtree: true, attributes: true,
+                                                attributeFilter: ["hidden"]});
+}"""
+
 
 def scene_png(index: int, size: int, box: tuple[int, int, int, int]) -> bytes:
     """A street scene of the built-in data set, cropped to `box` (so not square), as PNG bytes."""
@@ -217,6 +241,33 @@ def test_second_image_and_translate_button_replace_the_output(open_page, server)
     wait_for_output(page, second_url)
     np.testing.assert_array_equal(shown_rgba(page), api_rgba(server, PORTRAIT, model, "BtoA"))
     assert page.get_attribute("#download", "download") == "second_BtoA.png"
+
+
+def test_dropped_and_pasted_images_are_translated(open_page, server):
+    page = open_page(server)
+    model = models_listed(page)[0]
+    previous = ""
+    for event, name in (("drop", "dropped.png"), ("paste", "pasted.png")):
+        page.evaluate(GIVE_FILE_JS, {"event": event, "name": name, "bytes": list(LANDSCAPE)})
+        previous = wait_for_output(page, previous)
+        np.testing.assert_array_equal(shown_rgba(page), api_rgba(server, LANDSCAPE, model, "AtoB"))
+        assert page.get_attribute("#download", "download") == name.replace(".png", "_AtoB.png")
+
+
+def test_progress_goes_upload_translate_download(open_page, server):
+    page = open_page(server)
+    models_listed(page)
+    page.evaluate(RECORD_STATUS_JS)
+    noise = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "png")
+    page.set_input_files("#file", png_file("noise.png", buffer.getvalue()))
+    wait_for_output(page)
+    shown = page.evaluate("() => window.shownStatus")
+    phases = [next((i for i, text in enumerate(shown) if text.startswith(start)), None)
+              for start in ("Uploading", "Translating", "Downloading the result", "Translated in")]
+    assert None not in phases and phases == sorted(phases), shown
+    assert shown.count("progress shown") >= 1 and page.is_hidden("#progress")
 
 
 def test_a_text_file_is_refused_in_plain_words(open_page, server, model):
