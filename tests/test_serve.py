@@ -333,23 +333,44 @@ def test_bad_start_up_arguments_are_clear_errors(tmp_path, capsys, run):
         assert "choose another --port" in capsys.readouterr().err
 
 
-def test_a_failing_model_gets_500_json_without_a_traceback():
+def _in_process_app():
     from cyclegan.serve import ServedModel, create_app
     from cyclegan.translate import Translator
 
     translator = Translator.from_config(tiny_config(Path("unused"), Path("unused")), engine="torch")
+    return create_app({"x": ServedModel("x", translator, "test")}), translator
+
+
+def _call(app, method: str, path: str, **options) -> httpx.Response:
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            return await http.request(method, path, **options)
+
+    return asyncio.run(call())
+
+
+def test_a_failing_model_gets_500_json_without_a_traceback():
+    app, translator = _in_process_app()
 
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals at /srv/models")
 
     translator.translate_images = broken
-    app = create_app({"x": ServedModel("x", translator, "test")})
-
-    async def post() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            return await http.post("/v1/translate", content=_png(_random(8, 8)))
-
-    response = asyncio.run(post())
+    response = _call(app, "POST", "/v1/translate", content=_png(_random(8, 8)))
     body = _check_error(response, 500, "internal")
     assert "secret" not in response.text and "log" in body["message"]
+
+
+def test_once_stopping_healthz_and_new_requests_get_503():
+    from cyclegan.serve import begin_shutdown
+
+    app, _ = _in_process_app()
+    assert _call(app, "GET", "/healthz").status_code == 200
+    assert _call(app, "POST", "/v1/translate", content=_png(_random(8, 8))).status_code == 200
+    begin_shutdown(app)
+    health = _call(app, "GET", "/healthz")
+    assert health.status_code == 503 and health.json()["status"] == "shutting_down"
+    refused = _call(app, "POST", "/v1/translate", content=_png(_random(8, 8)))
+    _check_error(refused, 503, "shutting_down")
+    assert refused.headers["retry-after"] == "5"

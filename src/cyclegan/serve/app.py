@@ -1,15 +1,14 @@
 """The ASGI app: the page, `/healthz`, `/v1/models`, `/v1/translate` and the OpenAPI spec.
 
 Every answer that is not an image is JSON; every error is `{"status", "error", "message"}` with a message that
-says what to do, and never a traceback or a path of the server's disk. Requests reach files only through a fixed
-table of the page's assets, and models only by the names they were given at start.
+says what to do, and never a traceback or a path of the server's disk. Requests reach files only through the
+page's assets (read once, at start, from serve/static/), and models only by the names they were given at start.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hmac
-import logging
 from collections.abc import AsyncIterator
 from importlib import resources
 
@@ -25,8 +24,6 @@ from .models import ServedModel
 from .settings import ServeSettings
 from .uploads import read_upload
 from .work import DeviceQueue, QueueFull, ShuttingDown
-
-logger = logging.getLogger(__name__)
 
 # The page's assets, the only files a request can reach: serve/static/, read once at start. index.html is `/`,
 # docs.html `/docs`, every other file `/static/NAME`.
@@ -105,11 +102,11 @@ def _check_token(request: Request, settings: ServeSettings) -> None:
 
 def _add_api_routes(app: FastAPI, models: dict[str, ServedModel], queues: dict[str, DeviceQueue],
                     settings: ServeSettings) -> None:
-    @app.get("/healthz", summary="Liveness: answers while translations run; needs no token")
-    async def healthz() -> dict[str, object]:
+    @app.get("/healthz", summary="Liveness: answers while translations run (503 once stopping); needs no token")
+    async def healthz() -> JSONResponse:
         closing = any(queue.closing for queue in queues.values())
-        return {"status": "shutting_down" if closing else "ok", "models": len(models),
-                "queued": sum(queue.admitted for queue in queues.values())}
+        return JSONResponse({"status": "shutting_down" if closing else "ok", "models": len(models),
+                             "queued": sum(queue.admitted for queue in queues.values())}, 503 if closing else 200)
 
     @app.get("/v1/models", summary="The models served: names, directions, channels, source",
              responses={401: {"model": ErrorBody}})
