@@ -20,8 +20,9 @@ from cyclegan.training.loop import train
 
 from .helpers import tiny_config, tiny_dataset
 
-# The first line `cyclegan serve` prints once it listens (cli/serve.py).
+# The first line `cyclegan serve` prints once it listens, and the last before it serves (cli/serve.py).
 ADDRESS_LINE = re.compile(r"^cyclegan serve: (http://\S+/)")
+READY_LINE = re.compile(r"^API: http://")
 
 
 @dataclass
@@ -62,6 +63,7 @@ def running_server(*args: str, env: dict[str, str] | None = None, timeout: float
             match = ADDRESS_LINE.match(line)
             if match and not url:
                 url.append(match.group(1))
+            if READY_LINE.match(line):
                 found.set()
         found.set()
 

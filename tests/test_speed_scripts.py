@@ -245,3 +245,26 @@ def test_tiled_translation_script_smoke(tmp_path, monkeypatch, capsys):
     assert tiled["time_ratio"] == pytest.approx(tiled["seconds"] / whole["seconds"])
     assert results["cases"][6]["peak_rss_bytes"] > 0 and "--max-memory" in results["cases"][6]["command"]
     assert "fast convolutions" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # two servers and three `cyclegan translate` processes
+def test_serve_load_script_smoke(tmp_path, monkeypatch, capsys):
+    script = _script("serve_load", monkeypatch)
+    out = tmp_path / "serve_load.json"
+    assert script.main(["--requests", "10", "--clients", "3", "--ngf", "4", "--size", "64", "--engine", "torch",
+                        "--overload-queue", "0", "--overload-clients", "10", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    for name in ("load_1", "load_2"):
+        run = results[name]
+        assert run["statuses"] == {"200": 10} and run["errors"] == [] and run["ok"] == 10
+        assert 0 < run["latency_p50_seconds"] <= run["latency_p99_seconds"] < run["seconds"]
+        assert run["memory_after"]["rss_bytes"] > 50 * 2**20
+    overload = results["overload"]
+    assert overload["errors"] == [] and overload["statuses"].get("503", 0) > 0  # one place for ten clients
+    assert overload["statuses"]["200"] + overload["statuses"]["503"] == overload["requests"]
+    cli = results["cli"]
+    assert (cli["images"], cli["subset_images"]) == (10, 1) and cli["marginal_images_per_second"] > 0
+    best = max(results["load_1"]["images_per_second"], results["load_2"]["images_per_second"])
+    assert results["throughput_ratio_to_cli"] == pytest.approx(best / cli["marginal_images_per_second"])
+    assert results["exit_code"] == 0 and results["overload_exit_code"] == 0
+    assert "serve, overload" in capsys.readouterr().out

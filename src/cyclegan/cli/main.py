@@ -16,7 +16,7 @@ from ..metrics import MetricError
 from ..runtime import keep_freed_memory
 from ..training.loop import TrainingError
 from ..translate import TranslationError
-from . import data, demo, eval, export, pretrained, train, translate
+from . import data, demo, eval, export, pretrained, serve, train, translate
 
 USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ImageError, DownloadError, MetricError, WriteError,
                TranslationError)
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cyclegan", description="CycleGAN (Zhu et al., ICCV 2017): unpaired image-to-image translation.")
     parser.add_argument("-v", "--verbose", action="store_true", help="Show debug messages.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (demo, train, translate, export, data, pretrained, eval):
+    for command in (demo, train, translate, serve, export, data, pretrained, eval):
         command.add_parser(subparsers)
     return parser
 

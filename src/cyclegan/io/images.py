@@ -344,3 +344,58 @@ def save_image(image: Image.Image | torch.Tensor, path: str | Path) -> None:
             img.save(temporary, format=image_format, **options)
     except OSError as error:
         raise ImageError(f"{path} cannot be written ({error}); check the folder and free space") from None
+
+
+# What an upload may be: the formats Pillow decodes itself (never EPS or PDF, which it hands to Ghostscript).
+UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
+# Output formats of `encode_image` by the names a request uses, with their MIME types.
+ENCODINGS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "webp": ("WEBP", "image/webp")}
+
+
+class ImageTooLarge(ImageError):
+    """An image with more pixels than allowed (a decompression bomb, or just too large for the limit)."""
+
+
+def decode_image(data: bytes, channels: int = 3, max_pixels: int | None = None, name: str = "the upload"
+                 ) -> Image.Image:
+    """Decode image bytes (one of UPLOAD_FORMATS; the first frame of an animation) as `load_image` reads a file:
+    upright per EXIF, mode "RGB" or "L", alpha over white, 16-bit scaled. The pixel count is checked against
+    `max_pixels` from the header, before any pixel is decoded (ImageTooLarge); anything unreadable is an ImageError.
+    """
+    import io
+
+    if not data:
+        raise ImageError(f"{name} is empty; send the bytes of a PNG, JPEG, WebP, BMP, TIFF or GIF image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as opened:
+                width, height = opened.size
+                if max_pixels is not None and width * height > max_pixels:
+                    raise ImageTooLarge(f"{name} is {width}x{height} = {width * height} pixels, over the limit of "
+                                        f"{max_pixels}; scale it down and send it again")
+                opened.load()
+                return convert_mode(ImageOps.exif_transpose(opened), channels)
+    except Image.DecompressionBombError:
+        raise ImageTooLarge(f"{name} has more pixels than the decompression-bomb guard allows; scale it down and "
+                            "send it again") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
+        if isinstance(error, ImageError):
+            raise
+        reason = "not an image in a supported format" if isinstance(error, UnidentifiedImageError) else \
+            "a damaged or truncated image"
+        raise ImageError(f"{name} is {reason}; send a PNG, JPEG, WebP, BMP, TIFF or GIF image") from None
+
+
+def encode_image(image: Image.Image | torch.Tensor, encoding: str = "png") -> bytes:
+    """An image (or [-1, 1] tensor) as the bytes of a PNG, JPEG or WebP file (ENCODINGS; JPEG and WebP at quality
+    95, as `save_image` writes them)."""
+    import io
+
+    if encoding not in ENCODINGS:
+        raise ImageError(f"format {encoding!r} is not one of {', '.join(ENCODINGS)}")
+    img = tensor_to_image(image) if isinstance(image, torch.Tensor) else image
+    options = {"quality": 95} if encoding in ("jpeg", "webp") else {}
+    buffer = io.BytesIO()
+    img.save(buffer, format=ENCODINGS[encoding][0], **options)
+    return buffer.getvalue()
