@@ -8,6 +8,7 @@ PNG that POST /v1/translate returns for the same image, model and direction.
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -289,6 +290,28 @@ def test_a_text_file_is_refused_in_plain_words(open_page, server, model):
     assert page.is_hidden("#output-image") and page.is_hidden("#download")  # the previous output is gone
 
 
+def test_stopping_server_and_lost_connection_are_explained(open_page, server):
+    # A stopping server is hard to arrange on cue, so this one answer is played back as the server words it
+    # (serve/app.py); the page's reading of status, message and Retry-After is what is tested.
+    page = open_page(server)
+    models_listed(page)
+    stopping = {"status": 503, "error": "shutting_down", "message": "the server is shutting down; send the "
+                "request again (to another instance, or once it is back)"}
+    page.route("**/v1/translate*", lambda route: route.fulfill(
+        status=503, headers={"Retry-After": "7"}, content_type="application/json", body=json.dumps(stopping)))
+    page.set_input_files("#file", png_file("street.png", LANDSCAPE))
+    page.wait_for_function("() => document.querySelector('#error').textContent.length > 0")
+    shown = page.inner_text("#error")
+    assert stopping["message"] in shown and "Try again in 7 s" in shown, shown
+    page.unroute("**/v1/translate*")
+
+    page.route("**/v1/translate*", lambda route: route.abort("connectionrefused"))
+    page.click("#translate")
+    page.wait_for_function("() => document.querySelector('#error').textContent.startsWith('Could not reach')")
+    assert urlsplit(server.url).netloc in page.inner_text("#error")
+    assert page.is_hidden("#progress") and page.is_hidden("#output-image")
+
+
 def test_page_requests_nothing_but_its_server(open_page, server, requests):
     page = open_page(server)
     models_listed(page)
@@ -374,6 +397,7 @@ def test_token_field_appears_on_401_and_the_typed_token_is_used(open_page, token
     page.goto(token_server.url + "docs")  # same tab: the docs page sends the stored token too
     page.wait_for_selector(".operation")
     assert "POST /v1/translate" in page.inner_text("#spec")
+    assert page.get_attribute("#raw-spec", "href").startswith("blob:")  # the JSON as fetched with the token
 
 
 def test_docs_page_lists_the_endpoints_from_openapi_json(open_page, server):
@@ -383,7 +407,7 @@ def test_docs_page_lists_the_endpoints_from_openapi_json(open_page, server):
     for text in ("POST /v1/translate", "GET /v1/models", "GET /healthz", "model (query", "direction (query",
                  "413:", "503:"):
         assert text in spec, text
-    assert page.get_attribute("a[href='/openapi.json']", "href") == "/openapi.json"
+    assert page.get_attribute("#raw-spec", "href") == "/openapi.json"
 
 
 def test_screenshot_of_a_translation(open_page, server, tmp_path):

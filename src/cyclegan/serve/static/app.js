@@ -408,7 +408,13 @@ async function loadSpec() {
     showError(await responseError(response));
     return;
   }
-  renderSpec(await response.json());
+  const spec = await response.json();
+  renderSpec(spec);
+  if (sessionStorage.getItem(TOKEN_KEY)) {
+    // A link cannot send the token's header: link to the JSON as fetched instead.
+    const raw = new Blob([JSON.stringify(spec, null, 2)], { type: "application/json" });
+    $("raw-spec").href = URL.createObjectURL(raw);
+  }
 }
 
 function setUpDocsPage() {
