@@ -321,8 +321,8 @@ def test_page_requests_nothing_but_its_server(open_page, server, requests):
     page.wait_for_selector(".operation")
     origin = urlsplit(server.url)
     paths = {urlsplit(url).path for url in requests}
-    assert {"/", "/static/app.js", "/static/style.css", "/v1/models", "/v1/translate", "/docs",
-            "/openapi.json"} <= paths, requests
+    assert {"/", "/static/common.js", "/static/app.js", "/static/docs.js", "/static/style.css", "/v1/models",
+            "/v1/translate", "/docs", "/openapi.json"} <= paths, requests
     for url in requests:
         parts = urlsplit(url)
         if parts.scheme == "blob":
