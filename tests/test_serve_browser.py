@@ -26,7 +26,7 @@ from cyclegan.data.synthetic import render_scene
 
 from .serve_helpers import RunningServer, running_server, tiny_run
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("CYCLEGAN_CHROMIUM", "/usr/bin/chromium"))  # Debian's; another Chromium elsewhere
 INSTALL = ("the browser tests need Debian's Chromium and Playwright for Python: `apt-get install -y chromium` and "
            "`pip install playwright` (the tests use /usr/bin/chromium; do not run `playwright install`)")
 LAUNCH_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",

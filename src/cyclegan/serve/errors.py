@@ -31,6 +31,10 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The JSON answer; the message as a sentence (the library's messages are written for a terminal's
+    `cyclegan: error: ...` line), so that a page can show it as it is."""
+    message = message[:1].upper() + message[1:]
+    message = message if message.endswith((".", "!", "?")) else message + "."
     return JSONResponse({"status": status, "error": code, "message": message}, status, headers=headers)
 
 
