@@ -7,6 +7,7 @@ PNG that POST /v1/translate returns for the same image, model and direction.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -411,12 +412,20 @@ def test_docs_page_lists_the_endpoints_from_openapi_json(open_page, server):
 
 
 def test_screenshot_of_a_translation(open_page, server, tmp_path):
-    page = open_page(server, width=1024, height=640)
-    models_listed(page)
-    page.set_input_files("#file", png_file("street.png", scene_png(2, 256, (0, 48, 256, 208))))
-    wait_for_output(page)
-    target = tmp_path / "serve_page.png"
-    page.screenshot(path=str(target), full_page=True)
+    """The README's picture. $CYCLEGAN_SCREENSHOT: where to copy it; $CYCLEGAN_SCREENSHOT_MODEL: a model of the
+    built-in data set (A labels, B photos; e.g. the demo's run folder) to show translating a photo to labels."""
+    model = os.environ.get("CYCLEGAN_SCREENSHOT_MODEL")
+    with contextlib.ExitStack() as stack:
+        shown = stack.enter_context(running_server(model)) if model else server
+        page = open_page(shown, width=1024, height=640)
+        models_listed(page)
+        if model:  # at the demo's scale: 64 px
+            page.select_option("#direction", "BtoA")
+        photo = scene_png(2, 64, (0, 0, 64, 64)) if model else scene_png(2, 256, (0, 48, 256, 208))
+        page.set_input_files("#file", png_file("street.png", photo))
+        wait_for_output(page)
+        target = tmp_path / "serve_page.png"
+        page.screenshot(path=str(target), full_page=True)
     assert Image.open(target).size[0] == 1024
     if os.environ.get("CYCLEGAN_SCREENSHOT"):
         shutil.copyfile(target, os.environ["CYCLEGAN_SCREENSHOT"])
