@@ -5,8 +5,9 @@
 - load: --clients concurrent clients (threads, one keep-alive httpx connection each) sending --requests POSTs of
   those PNGs to one server on the CPU, twice: throughput, p50/p99 latency, errors (must be 0), and the server's
   resident memory after each round and its peak (growth between rounds beyond noise would be a leak);
-- overload: a server with --overload-queue waiting places, --overload-clients clients: how many get 503 (with
-  Retry-After), and that every accepted request is answered with a correct image.
+- overload: a server with --overload-queue waiting places and --overload-clients clients that, as a well-behaved
+  client does, send a request again after the Retry-After of its 503: how many 503s, that every accepted request
+  is answered with a correct image, and that throughput and the accepted requests' latency stay bounded.
 
     python benchmarks/serve_load.py                       # ResNet-9, ngf 64, 256x256: the paper's generator
     python benchmarks/serve_load.py --requests 40 --ngf 16   # a quick look
@@ -80,8 +81,9 @@ def cli_rate(model: Path, folder: Path, subset: Path, out: Path, env: dict[str, 
             "subset_seconds": part, "marginal_images_per_second": (full - small) / (whole - part)}
 
 
-def load(url: str, bodies: list[bytes], clients: int, size: int, token: str | None = None) -> dict[str, Any]:
-    """`len(bodies)` POSTs from `clients` threads; latencies of answered requests, status counts, bad images."""
+def load(url: str, bodies: list[bytes], clients: int, size: int, retry: bool = False) -> dict[str, Any]:
+    """`len(bodies)` POSTs from `clients` threads; latencies of answered requests, status counts (of every attempt),
+    bad images. With `retry`, a 503 is sent again after its Retry-After."""
     import httpx
     from PIL import Image
 
@@ -97,12 +99,22 @@ def load(url: str, bodies: list[bytes], clients: int, size: int, token: str | No
                     if not queue:
                         return
                     _, body = queue.pop()
-                started = time.perf_counter()
-                try:
-                    response = http.post("/v1/translate", content=body)
-                except httpx.HTTPError as error:
+                while True:
+                    started = time.perf_counter()
+                    try:
+                        response = http.post("/v1/translate", content=body)
+                    except httpx.HTTPError as error:
+                        response = None
+                        with lock:
+                            failures.append(f"{type(error).__name__}: {error}")
+                    if response is None or response.status_code != 503 or not retry:
+                        break
                     with lock:
-                        failures.append(f"{type(error).__name__}: {error}")
+                        statuses["503"] = statuses.get("503", 0) + 1
+                        if "retry-after" not in response.headers:
+                            failures.append("503 without Retry-After")
+                    time.sleep(float(response.headers.get("retry-after", 1)))
+                if response is None:
                     continue
                 elapsed = time.perf_counter() - started
                 good = response.status_code != 200 or Image.open(io.BytesIO(response.content)).size == (size, size)
@@ -153,6 +165,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_rounds(args: argparse.Namespace, model: Path, bodies: list[bytes], env: dict[str, str]) -> dict[str, Any]:
     rounds: dict[str, Any] = {}
     server = Server(model, "--engine", args.engine, env=env)
+    rounds["server_models"] = [line.strip() for line in server.lines if line.startswith("  ")]  # engine, device
     try:
         load(server.url, bodies[: args.clients], args.clients, args.size)  # first requests of each thread
         rounds["memory_before"] = server.memory()
@@ -163,8 +176,7 @@ def run_rounds(args: argparse.Namespace, model: Path, bodies: list[bytes], env: 
         rounds["exit_code"] = server.stop()
     server = Server(model, "--engine", args.engine, "--queue-size", str(args.overload_queue), env=env)
     try:
-        overload = bodies * max(1, (args.overload_clients * 4) // len(bodies))
-        rounds["overload"] = load(server.url, overload, args.overload_clients, args.size)
+        rounds["overload"] = load(server.url, bodies, args.overload_clients, args.size, retry=True)
         rounds["overload"]["queue_size"] = args.overload_queue
     finally:
         rounds["overload_exit_code"] = server.stop()

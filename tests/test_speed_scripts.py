@@ -261,9 +261,10 @@ def test_serve_load_script_smoke(tmp_path, monkeypatch, capsys):
         assert run["memory_after"]["rss_bytes"] > 50 * 2**20
     overload = results["overload"]
     assert overload["errors"] == [] and overload["statuses"].get("503", 0) > 0  # one place for ten clients
-    assert overload["statuses"]["200"] + overload["statuses"]["503"] == overload["requests"]
+    assert overload["statuses"]["200"] == overload["ok"] == overload["requests"]  # each sent again after Retry-After
     cli = results["cli"]
-    assert (cli["images"], cli["subset_images"]) == (10, 1) and cli["marginal_images_per_second"] > 0
+    assert (cli["images"], cli["subset_images"]) == (10, 1)  # at this size the marginal rate is noise, any sign
+    assert cli["marginal_images_per_second"] == pytest.approx(9 / (cli["seconds"] - cli["subset_seconds"]))
     best = max(results["load_1"]["images_per_second"], results["load_2"]["images_per_second"])
     assert results["throughput_ratio_to_cli"] == pytest.approx(best / cli["marginal_images_per_second"])
     assert results["exit_code"] == 0 and results["overload_exit_code"] == 0
