@@ -178,3 +178,13 @@ def test_paired_builtin_shows_the_same_scenes_in_train_a_and_b(tmp_path: Path) -
             p.read_bytes() for p in sorted((unpaired / folder).iterdir())]
     assert (paired / "palette.json").is_file() and "same scenes" in (paired / "README.txt").read_text()
     assert ensure_builtin(tmp_path, size=32, count=3, paired=True) == paired
+
+
+@pytest.mark.parametrize("option, value", [("--size", "0"), ("--train", "0"), ("--test", "-1"), ("--seed", "-3")])
+def test_synth_refuses_impossible_sizes_before_writing_anything(tmp_path, capsys, option, value) -> None:
+    from cyclegan.cli.main import main
+
+    assert main(["data", "synth", "--out", str(tmp_path / "out"), "--train", "2", "--test", "1", option, value]) == 2
+    error = capsys.readouterr().err
+    assert "at least" in error and "Traceback" not in error and value in error
+    assert not (tmp_path / "out").exists()

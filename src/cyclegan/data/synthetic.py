@@ -286,6 +286,10 @@ def write_dataset(out_dir: str | Path, size: int = 128, n_train: int = 200, n_te
     rewritten.
     """
     out_dir = Path(out_dir)
+    for name, value, least in (("size", size, 1), ("train scenes", n_train, 1), ("test scenes", n_test, 0),
+                               ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise DatasetError(f"{name} {value!r}: give a whole number of at least {least}; nothing was written")
     blocking = next((p for p in (out_dir, *out_dir.parents) if p.exists() and not p.is_dir()), None)
     if blocking is not None:
         raise DatasetError(f"{blocking} is a file, not a folder: the data set is written as folders trainA, trainB, "
