@@ -128,7 +128,7 @@ def test_fid_and_kid_through_the_command(tmp_path, monkeypatch):
     kid = kernel_inception_distance(features_generated, features_real, subsets=6, subset_size=3)
     assert (scores["kid_mean"], scores["kid_std"]) == pytest.approx(kid, rel=1e-9)
     assert (scores["num_generated"], scores["num_real"], scores["kid_subset_size"]) == (4, 5, 3)
-    table = format_table(evaluate(generated, real, kinds={"kid"}))
+    table = format_table(evaluate(generated, real, metrics=["kid"]))
     assert "KID" in table and "FID" not in table.split("note")[0]
 
 
