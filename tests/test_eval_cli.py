@@ -98,6 +98,29 @@ def test_asked_for_metrics_that_cannot_be_computed_exit_2(tmp_path, offline, cap
     assert "unknown metric 'lpips'" in capsys.readouterr().err
 
 
+def test_auto_mode_skips_what_does_not_fit_with_a_note_saying_why(tmp_path, offline, capsys):
+    truth, fake = label_dataset(tmp_path / "data")
+    (tmp_path / "data" / "palette.json").unlink()
+    out = tmp_path / "scores.json"
+    assert main(["eval", str(fake), "--real", str(truth), "--labels", str(truth), "--out", str(out), "--quiet"]) == 0
+    results = json.loads(out.read_text())
+    assert "paired" in results and "segmentation" not in results
+    assert (f"segmentation scores skipped: give --labels (ground-truth label images) and --palette (the data set's "
+            f"palette.json); no palette.json in or above {truth}") in results["notes"]
+    capsys.readouterr()
+    Image.fromarray(COLORS[np.zeros((16, 16), dtype=np.int64)]).save(fake / "stray.png")
+    assert main(["eval", str(fake), "--real", str(truth), "--quiet"]) == 2  # paired and FID/KID both skipped
+    error = capsys.readouterr().err
+    assert "no metric fits" in error and "paired metrics skipped: 1 of 3 generated file(s)" in error
+    assert "stray.png" in error and "FID/KID skipped" in error
+
+
+def test_segmentation_asked_for_with_fcn_says_the_images_are_photos(tmp_path, capsys):
+    truth, fake = label_dataset(tmp_path / "data")
+    assert main(["eval", str(fake), "--labels", str(truth), "--fcn", str(tmp_path / "data"), "--metrics", "seg"]) == 2
+    assert "segmentation scores cannot be computed: --fcn DATAROOT is given" in capsys.readouterr().err
+
+
 def fake_extractor(batch):
     """Stands in for the Inception network: cheap deterministic features of the uint8 pixels."""
     assert batch.dtype == torch.uint8 and batch.shape[1] == 3
@@ -128,7 +151,7 @@ def test_fid_and_kid_through_the_command(tmp_path, monkeypatch):
     kid = kernel_inception_distance(features_generated, features_real, subsets=6, subset_size=3)
     assert (scores["kid_mean"], scores["kid_std"]) == pytest.approx(kid, rel=1e-9)
     assert (scores["num_generated"], scores["num_real"], scores["kid_subset_size"]) == (4, 5, 3)
-    table = format_table(evaluate(generated, real, kinds={"kid"}))
+    table = format_table(evaluate(generated, real, metrics=["kid"]))
     assert "KID" in table and "FID" not in table.split("note")[0]
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..io.atomic import atomic_write_text
-from ..metrics.evaluate import ALL_KINDS, evaluate, format_table, parse_kinds
+from ..metrics.evaluate import evaluate, format_table
+from ..metrics.registry import aliases, metric_names, parse_metric_names
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -34,8 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "with a scorer trained once on DATAROOT's real photo/label pairs (the built-in data set "
                              "or a folder with palette.json).")
     parser.add_argument("--metrics", default=None,
-                        help=f"Comma-separated subset of {','.join(ALL_KINDS)} ('paired' = l1,psnr,ssim); those "
-                             "named must be computable (default: every metric that fits).")
+                        help=f"Comma-separated subset of {','.join(metric_names())} ("
+                             + ", ".join(f"'{alias}' = {','.join(names)}" for alias, names in aliases().items())
+                             + "); those named must be computable (default: every metric that fits).")
     parser.add_argument("--inception-weights", default=None, metavar="PATH",
                         help="FID Inception-v3 weights file pt_inception-2015-12-05-6726825d.pth (default: "
                              "$CYCLEGAN_INCEPTION_WEIGHTS, else downloaded once into the cache).")
@@ -62,9 +64,9 @@ def _strict_json(value: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    kinds = parse_kinds(args.metrics) if args.metrics else None
+    metrics = parse_metric_names(args.metrics) if args.metrics else None
     results = evaluate(args.generated, real=args.real, labels_truth=args.labels, palette=args.palette,
-                       inception_weights=args.inception_weights, kinds=kinds, batch_size=args.batch_size,
+                       inception_weights=args.inception_weights, metrics=metrics, batch_size=args.batch_size,
                        device=args.device, kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
                        show_progress=not args.quiet, fcn_dataroot=args.fcn)
     generated = Path(args.generated)

@@ -1,4 +1,6 @@
-"""Evaluation metrics: paired (L1, PSNR, SSIM), segmentation scores, FID and KID; `evaluate` picks what fits.
+"""Evaluation metrics: paired (L1, PSNR, SSIM), segmentation scores, FCN score, FID and KID.
+
+`evaluate.evaluate` runs the metrics registered in `evaluate.py` (fields and rule: `registry.py`) that fit.
 
 Modules are imported on use so that `import cyclegan` stays light; only `metrics.fid` needs the optional
 `metrics` extra (torch-fidelity), and imports it inside its functions.

@@ -20,6 +20,8 @@ SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
+# Wang's reference ssim.m (2009) first scales images so that the smaller side is about this many pixels.
+SSIM_SCALE_TO = 256
 
 
 def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:
@@ -48,17 +50,48 @@ def _gaussian_window(channels: int, dtype: torch.dtype) -> torch.Tensor:
     return torch.outer(profile, profile).expand(channels, 1, SSIM_WINDOW, SSIM_WINDOW).contiguous()
 
 
+def ssim_downsampling_factor(height: int, width: int) -> int:
+    """ssim.m's factor f = max(1, round(min(H, W) / 256)); MATLAB rounds halves up (640 px gives 3, not 2)."""
+    return max(1, math.floor(min(height, width) / SSIM_SCALE_TO + 0.5))
+
+
+def _mirrored(size: int, before: int, after: int, device: torch.device) -> torch.Tensor:
+    """Indices of 0 .. size-1 padded by mirroring with the edge repeated (MATLAB's 'symmetric': c b a | a b c)."""
+    index = torch.arange(-before, size + after, device=device)
+    index = torch.where(index < 0, -index - 1, index)
+    return torch.where(index >= size, 2 * size - 1 - index, index)
+
+
+def ssim_downsample(t: torch.Tensor, factor: int) -> torch.Tensor:
+    """ssim.m's low-pass and subsampling: an f x f mean filter, then every f-th row and column from the first.
+
+    The filter is MATLAB's imfilter(img, ones(f)/f^2, 'symmetric', 'same'): its centre is element floor((f+1)/2),
+    so it covers offsets -floor((f-1)/2) .. +ceil((f-1)/2) around each kept pixel. Padding by those offsets and
+    pooling f x f blocks with stride f gives exactly the kept pixels, ceil(H/f) x ceil(W/f) of them.
+    """
+    if factor == 1:
+        return t
+    before = (factor - 1) // 2
+    after = factor - 1 - before
+    height, width = t.shape[-2:]
+    padded = t.index_select(-2, _mirrored(height, before, after, t.device))
+    padded = padded.index_select(-1, _mirrored(width, before, after, t.device))
+    return F.avg_pool2d(padded, factor, stride=factor)
+
+
 def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 2.0) -> float:
     """Structural similarity (Wang et al. 2004): 11x11 Gaussian window (sigma 1.5), K1=0.01, K2=0.03.
 
-    Local statistics are Gaussian-weighted (population, not sample, variances) over the positions where the
-    window fits inside the image ("valid"); the SSIM map is averaged over positions and channels, then images.
-    No downsampling is applied first (unlike the later MATLAB `ssim.m` for large images).
+    As in the authors' ssim.m, images whose smaller side is 384 px or more are first downsampled by
+    `ssim_downsampling_factor` (`ssim_downsample`). Local statistics are Gaussian-weighted (population, not
+    sample, variances) over the positions where the window fits inside the image ("valid"); the SSIM map is
+    averaged over positions and channels, then images.
     """
     _check_pair(a, b)
     if min(a.shape[-2:]) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {tuple(a.shape[-2:])}")
-    x, y = a.double(), b.double()
+    factor = ssim_downsampling_factor(*a.shape[-2:])
+    x, y = ssim_downsample(a.double(), factor), ssim_downsample(b.double(), factor)
     channels = x.shape[1]
     window = _gaussian_window(channels, x.dtype).to(x.device)
 
