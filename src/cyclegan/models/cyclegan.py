@@ -45,9 +45,10 @@ class CycleGAN(TranslationModel):
     """
 
     paired = False
+    discriminator_names = ("disc_a", "disc_b")
 
-    def __init__(self, config: ModelConfig, train: TrainConfig, fuse_batches: bool = True) -> None:
-        super().__init__(config, fuse_batches, train.precision)
+    def __init__(self, config: ModelConfig, train: TrainConfig) -> None:
+        super().__init__(config, train.precision)
         generators = build_generators(config)
         self.gen_ab, self.gen_ba = generators["gen_ab"], generators["gen_ba"]
         self.disc_a, self.disc_b = build_discriminators(config)
@@ -58,7 +59,7 @@ class CycleGAN(TranslationModel):
         # pool a remembers F's outputs (fake A) for disc_a; pool b remembers G's outputs for disc_b.
         self.pools = {"a": ImagePool(train.pool_size, seed=train.seed * 2 + 1),
                       "b": ImagePool(train.pool_size, seed=train.seed * 2 + 2)}
-        self._choose_layers(train.fast_convolutions)
+        self._speed_up(train.fast_convolutions)
 
     @staticmethod
     def generators_for(config: ModelConfig) -> dict[str, nn.Module]:
@@ -71,10 +72,10 @@ class CycleGAN(TranslationModel):
         """One iteration: update G and F together, then D_X and D_Y together. Returns every loss term by name.
 
         The generators' objective is a sum over two chains that share parameters but no activations: x -> G(x) ->
-        {D_Y, F(G(x))} with the identity term G(y), and y -> F(y) -> {D_X, G(F(y))} with F(x). The optimised step
-        (`fuse_batches`) back-propagates each chain as soon as it is built: the gradients add up in `.grad` to
-        those of the sum, and only one chain's activations are alive at a time (half the memory). The plain
-        reference step builds both and back-propagates their sum once."""
+        {D_Y, F(G(x))} with the identity term G(y), and y -> F(y) -> {D_X, G(F(y))} with F(x). Each chain is
+        back-propagated as soon as it is built: the gradients add up in `.grad` to those of the sum, and only one
+        chain's activations are alive at a time (half the memory). The plain reference step
+        (tests/reference_step.py) builds both and back-propagates their sum once."""
         terms: dict[str, torch.Tensor] = {}
         discriminators = (self.disc_a, self.disc_b)
         # The discriminators are frozen so that the generators' backward pass does not fill their gradients.
@@ -83,20 +84,14 @@ class CycleGAN(TranslationModel):
         chains = (("a", real_a, real_b, self.gen_ab, self.gen_ba, self.disc_b),
                   ("b", real_b, real_a, self.gen_ba, self.gen_ab, self.disc_a))
         fakes = {}
-        if self.fuse_batches:
-            # Distributed, the generators that the second chain calls again reduce both chains' gradients at once.
-            called_again = [self.gen_ba, self.gen_ab] if self.config.uses_backward_cycle else [self.gen_ba]
-            with self.accumulating(called_again):
-                terms, fakes["a"] = self._generator_chain(*chains[0])
-                self.backward(sum(terms.values()))
-            chain_terms, fakes["b"] = self._generator_chain(*chains[1])
-            self.backward(sum(chain_terms.values()))
-            terms.update(chain_terms)
-        else:
-            for chain in chains:
-                chain_terms, fakes[chain[0]] = self._generator_chain(*chain)
-                terms.update(chain_terms)
+        # Distributed, the generators that the second chain calls again reduce both chains' gradients at once.
+        called_again = [self.gen_ba, self.gen_ab] if self.config.uses_backward_cycle else [self.gen_ba]
+        with self.accumulating(called_again):
+            terms, fakes["a"] = self._generator_chain(*chains[0])
             self.backward(sum(terms.values()))
+        chain_terms, fakes["b"] = self._generator_chain(*chains[1])
+        self.backward(sum(chain_terms.values()))
+        terms.update(chain_terms)
         self.optimizer_step("gen")
 
         # Discriminators, on a history of generated images (Sec. 4).
