@@ -235,14 +235,14 @@ class TranslationModel(nn.Module):
             return tuple(net(batch) for batch in batches)
         return net(torch.cat(batches)).split([batch.shape[0] for batch in batches])
 
-    def _discriminator_terms(self, disc: nn.Module, real: torch.Tensor, fake: torch.Tensor, suffix: str = ""
-                             ) -> dict[str, torch.Tensor]:
-        """disc{suffix}: the discriminator's loss on real and (detached) generated inputs, halved for lsgan and
-        vanilla (both papers); gp{suffix}: the WGAN-GP penalty, with gan_mode=wgangp."""
+    def _discriminator_terms(self, disc: nn.Module, real: torch.Tensor, fake: torch.Tensor, disc_name: str = "disc",
+                             gp_name: str = "gp") -> dict[str, torch.Tensor]:
+        """`disc_name`: the discriminator's loss on real and (detached) generated inputs, halved for lsgan and
+        vanilla (both papers); `gp_name`: the WGAN-GP penalty, with gan_mode=wgangp."""
         fake = fake.detach()
         with self.autocast():
             real_scores, fake_scores = self._forward_each(disc, real, fake)
-            terms = {f"disc{suffix}": losses.discriminator_loss(real_scores, fake_scores, self.config.gan_mode)}
+            terms = {disc_name: losses.discriminator_loss(real_scores, fake_scores, self.config.gan_mode)}
         if self.config.gan_mode == "wgangp":  # the penalty the official code defines but never applies
-            terms[f"gp{suffix}"] = losses.gradient_penalty(disc, real, fake, self.config.lambda_gp)
+            terms[gp_name] = losses.gradient_penalty(disc, real, fake, self.config.lambda_gp)
         return terms
