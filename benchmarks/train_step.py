@@ -72,6 +72,9 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     from cyclegan.models.cyclegan import CycleGAN
     from cyclegan.runtime import keep_freed_memory
 
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from reference_step import plain_networks, reference_step  # the plain step: the tests' oracle
+
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
     if spec["keep_freed_memory"]:
@@ -82,7 +85,9 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         "gen_arch": spec["arch"], "ngf": spec["ngf"], "ndf": spec["ndf"], "gan_mode": "lsgan",  # paper Sec. 4
         "lambda_identity": 0.5, "batch_size": 1, "pool_size": spec["pool_size"], "seed": spec["seed"],
         "fast_convolutions": spec["fast_convolutions"]})
-    model = CycleGAN(config.model, config.train, fuse_batches=not spec["reference"])
+    model = CycleGAN(config.model, config.train)
+    if spec["reference"]:
+        plain_networks(model)
     memory_format = torch.channels_last if spec["channels_last"] else torch.contiguous_format
     model.to(memory_format=memory_format)
     if spec["optimizer"] != "default":  # same Adam, another implementation: foreach (multi-tensor) or fused
@@ -105,7 +110,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     losses: dict[str, float] = {}
 
     def step() -> None:
-        losses.update(model.training_step(*next(pairs)))
+        batch = next(pairs)
+        losses.update(reference_step(model, *batch) if spec["reference"] else model.training_step(*batch))
 
     seconds = common.time_calls(step, spec["repeats"], spec["warmup"])
     return {"spec": spec, "variant": variant_name(spec), "step_seconds": common.summarize(seconds),
@@ -173,7 +179,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--arch", default=None, choices=("resnet_9blocks", "resnet_6blocks", "unet_128", "unet_256"),
                         help="Generator of the one case (default: the paper's for --size).")
     parser.add_argument("--reference", action="store_true",
-                        help="The plain reference step (fuse_batches=False: one call per generator use).")
+                        help="The plain reference step (tests/reference_step.py: one call per generator use).")
     parser.add_argument("--channels-last", action="store_true", help="Networks and inputs in channels_last.")
     parser.add_argument("--optimizer", default="default", choices=("default", "foreach", "fused"),
                         help="Adam implementation (the same update rule).")

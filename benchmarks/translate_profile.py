@@ -1,5 +1,5 @@
 """Where translation time goes: a ResNet-9 generator's forward pass (batch 1, no_grad) timed per layer kind, in
-plain float32 (oneDNN), with fast convolutions as translation runs them by default (`nets.layers.fast_kernel`:
+plain float32 (oneDNN), with fast convolutions as translation runs them by default (`nets.convolutions.fast_kernel`:
 NNPACK on AVX2 CPUs, oneDNN for inference on AVX-512 ones), with Winograd F(4x4, 3x3) for the 3x3 layers
 (nets/winograd.py), and in bf16 autocast; beside the CPU's float32 peak, the achieved GFLOP/s of each
 convolution kind, the residual 3x3 convolution alone (oneDNN vs Winograd F(4x4) and F(6x6)), their errors against
@@ -94,9 +94,9 @@ class LayerTimer:
 def mode_context(net: Any, mode: str) -> Any:
     import torch
 
-    from cyclegan.nets.layers import set_fast_convolutions
+    from cyclegan.nets.speed import speed_up
 
-    set_fast_convolutions(net, mode in ("fast", "winograd"), winograd=mode == "winograd")
+    speed_up(net, lean=False, fast_convolutions=mode in ("fast", "winograd"), winograd=mode == "winograd")
     if mode == "bf16":
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -269,8 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
+    from cyclegan.nets.convolutions import fast_kernel
     from cyclegan.nets.generators import ResnetGenerator
-    from cyclegan.nets.layers import fast_kernel, init_weights
+    from cyclegan.nets.layers import init_weights
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -4,7 +4,7 @@
 - plain: a bare generator's eager float32 forward pass at batch 1 under `torch.no_grad()`, oneDNN's convolutions,
   on tensors made beforehand: what the official `test.py` runs per image (its decoding and saving not counted);
 - exact / fast / bf16 / onnxruntime: `Translator(images)` on PIL images (conversion to and from tensors
-  counted) with --exact-convolutions, the fast convolutions (`nets.layers.conv2d`), bfloat16 autocast, and the
+  counted) with --exact-convolutions, the fast convolutions (`nets.convolutions.conv2d`), bfloat16 autocast, and the
   onnxruntime engine;
 - CLI: `cyclegan translate MODEL FOLDER --out DIR --quiet` as a whole process (interpreter start, imports, model
   load, PNG reading and writing) on a folder of `--images` generated PNGs, with each engine's flags.

@@ -1,9 +1,12 @@
 import pytest
 import torch
 
+from cyclegan.nets.convolutions import FastConv2d
 from cyclegan.nets.discriminators import PatchDiscriminator, PixelDiscriminator, build_discriminator
 from cyclegan.nets.generators import ResnetGenerator, UnetGenerator, build_generator
-from cyclegan.nets.layers import InstanceNorm2d, count_parameters, init_weights, set_lean
+from cyclegan.nets.layers import count_parameters, init_weights
+from cyclegan.nets.lean_block import LeanInstanceNorm2d, LeanResidualBlock
+from cyclegan.nets.speed import speed_layers, speed_up
 
 
 def test_parameter_counts_equal_the_official_models():
@@ -75,6 +78,12 @@ def test_init_rejects_unknown_type():
         init_weights(PixelDiscriminator(), "bogus")
 
 
+def _lean(net, enabled):
+    speed_up(net, lean=enabled, fast_convolutions=False)
+    assert bool(speed_layers(net)) == enabled  # the lean path is really taken (or really left)
+    return net
+
+
 def _outputs_and_gradients(net, inputs, grad):
     inputs = inputs.detach().requires_grad_()
     net.zero_grad(set_to_none=True)
@@ -95,26 +104,51 @@ def test_lean_layers_compute_the_plain_modules_function_and_gradients(arch):
     size = 32 if arch == "resnet_6blocks" else 128
     inputs, grad = torch.randn(2, 3, size, size, dtype=torch.float64), torch.randn(2, 3, size, size,
                                                                                   dtype=torch.float64)
-    lean = _outputs_and_gradients(set_lean(net, True), inputs, grad)
-    plain = _outputs_and_gradients(set_lean(net, False), inputs, grad)
+    lean = _outputs_and_gradients(_lean(net, True), inputs, grad)
+    plain = _outputs_and_gradients(_lean(net, False), inputs, grad)
     for lean_tensor, plain_tensor in zip(lean, plain, strict=True):
         torch.testing.assert_close(lean_tensor, plain_tensor, rtol=1e-9, atol=1e-11)
     disc = build_discriminator("basic", 3, 4, 3, norm).double()
     scores = disc(inputs).shape
-    lean = _outputs_and_gradients(set_lean(disc, True), inputs, torch.ones(scores, dtype=torch.float64))
-    plain = _outputs_and_gradients(set_lean(disc, False), inputs, torch.ones(scores, dtype=torch.float64))
+    lean = _outputs_and_gradients(_lean(disc, True), inputs, torch.ones(scores, dtype=torch.float64))
+    plain = _outputs_and_gradients(_lean(disc, False), inputs, torch.ones(scores, dtype=torch.float64))
     for lean_tensor, plain_tensor in zip(lean, plain, strict=True):
         torch.testing.assert_close(lean_tensor, plain_tensor, rtol=1e-9, atol=1e-11)
 
 
 def test_lean_residual_block_passes_gradcheck_and_is_used_only_where_exact():
     torch.manual_seed(0)
-    block = build_generator("resnet_6blocks", 3, 3, 2, "instance", False).model[10].double()
+    block = _lean(build_generator("resnet_6blocks", 3, 3, 2, "instance", False), True).model[10].double()
     inputs = torch.randn(1, 8, 5, 6, dtype=torch.float64, requires_grad=True)
-    assert block.lean and type(block(inputs).grad_fn).__name__ == "LeanResidualBlockBackward"
+    assert isinstance(block, LeanResidualBlock)
+    assert type(block(inputs).grad_fn).__name__ == "LeanResidualFunctionBackward"
     assert torch.autograd.gradcheck(block, (inputs,))
-    norm = InstanceNorm2d(8).double()
+    norm = LeanInstanceNorm2d(8).double()
+    assert type(norm(inputs).grad_fn).__name__ == "LeanInstanceNormFunctionBackward"
     assert torch.autograd.gradcheck(lambda maps: torch.relu_(norm(maps)), (inputs,))  # in place after the norm
     for dropout, norm_kind in ((True, "instance"), (False, "batch")):  # not the same function: the module path
-        other = build_generator("resnet_6blocks", 3, 3, 2, norm_kind, dropout).model[10]
-        assert not other.lean and type(other(inputs.float()).grad_fn).__name__ == "AddBackward0"
+        other = speed_up(build_generator("resnet_6blocks", 3, 3, 2, norm_kind, dropout), lean=True,
+                         fast_convolutions=False).model[10]
+        assert not isinstance(other, LeanResidualBlock)
+        assert type(other(inputs.float()).grad_fn).__name__ == "AddBackward0"
+
+
+def test_networks_are_built_plain_and_speed_up_swaps_layers_keeping_every_parameter_and_key():
+    """`speed_up` is the one switch: a built network has no faster layers; with them it holds the same parameter
+    objects under the same state-dict keys (official weights, checkpoints and optimisers see no change), and
+    switched off it is the plain network again."""
+    net = build_generator("resnet_6blocks", 3, 3, 4, "instance", False)
+    assert speed_layers(net) == []
+    keys, parameters = list(net.state_dict()), [id(p) for p in net.parameters()]
+    speed_up(net, lean=True, fast_convolutions=True)
+    assert list(net.state_dict()) == keys and [id(p) for p in net.parameters()] == parameters
+    assert sum(isinstance(m, LeanResidualBlock) for m in net.modules()) == 6
+    assert sum(isinstance(m, FastConv2d) for m in net.modules()) == 6 * 2 + 1  # the blocks' and the output's
+    assert not isinstance(net.model[1], FastConv2d)  # c7s1-64 keeps oneDNN's kernel, as it always did
+    assert sum(isinstance(m, LeanInstanceNorm2d) for m in net.modules()) == 1 + 2 + 12 + 2
+    speed_up(net, lean=False, fast_convolutions=False)
+    assert speed_layers(net) == [] and list(net.state_dict()) == keys
+    assert all(type(m).__module__.startswith("torch.nn") or type(m).__module__ == "cyclegan.nets.generators"
+               for m in net.modules())
+    disc = speed_up(build_discriminator("pixel", 3, 4, 3, "instance"), lean=True, fast_convolutions=True)
+    assert not any(isinstance(m, FastConv2d) for m in disc.modules())  # 1x1 convolutions keep oneDNN's

@@ -1,10 +1,11 @@
 """The optimised training step computes the paper's step exactly, and the speed benchmarks run (on tiny settings).
 
-The fused step (`fuse_batches=True`: one generator call on G(x) and G(y) concatenated, one discriminator call on
-real and fake, one backward pass per chain, x's and then y's, instead of one for their sum, and the memory-lean
-residual blocks and instance norms of nets/) must give the plain reference step's losses, gradients and updated
-weights: instance norm normalises each image on its own, gradients add up, and the lean layers compute the same
-function, so all of it changes nothing but the float summation order.
+The optimised ("fused") step of models/cyclegan.py (one generator call on G(x) and G(y) concatenated, one
+discriminator call on real and fake, one backward pass per chain, x's and then y's, instead of one for their sum,
+and the memory-lean residual blocks and instance norms that nets/speed.py swaps in) must give the plain reference
+step's (tests/reference_step.py) losses, gradients and updated weights: instance norm normalises each image on its
+own, gradients add up, and the lean layers compute the same function, so all of it changes nothing but the float
+summation order.
 """
 
 import copy
@@ -18,22 +19,25 @@ import torch.nn.functional as functional
 
 from cyclegan.config import Config, apply_overrides
 from cyclegan.models.cyclegan import CycleGAN
-from cyclegan.nets.layers import conv2d
+from cyclegan.nets.convolutions import FastConv2d, conv2d
+from cyclegan.nets.lean_block import LeanInstanceNorm2d, LeanResidualBlock
+from cyclegan.nets.speed import speed_layers
+
+from .reference_step import plain_networks, reference_step
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _twin_models(pool_size: int, dtype: torch.dtype, width: int, fast_convolutions: bool = False
+def _twin_models(pool_size: int, dtype: torch.dtype, width: int, fast_convolutions: bool = False, **overrides
                  ) -> tuple[CycleGAN, CycleGAN]:
     config = apply_overrides(Config(), {"gen_arch": "resnet_6blocks", "ngf": width, "ndf": width,
                                         "pool_size": pool_size, "fast_convolutions": fast_convolutions,
-                                        "lambda_identity": 0.5, "gan_mode": "lsgan"})
-    fused = CycleGAN(config.model, config.train, fuse_batches=True).to(dtype)
-    reference = CycleGAN(config.model, config.train, fuse_batches=False).to(dtype)
-    lean_switches = [[module.lean for module in model.modules() if hasattr(module, "lean")]
-                     for model in (fused, reference)]
-    assert all(lean_switches[0]) and not any(lean_switches[1]) and len(lean_switches[0]) > 6 + 2 * 3  # the
-    # reference runs the plain module path everywhere; the fused step the lean residual blocks and norms
+                                        "lambda_identity": 0.5, "gan_mode": "lsgan", **overrides})
+    fused = CycleGAN(config.model, config.train).to(dtype)
+    reference = plain_networks(CycleGAN(config.model, config.train).to(dtype))
+    lean = [module for module in speed_layers(fused) if isinstance(module, (LeanResidualBlock, LeanInstanceNorm2d))]
+    assert len(lean) > 6 + 2 * 3 and speed_layers(reference) == []  # the reference runs the plain module path
+    # everywhere; the fused step the lean residual blocks and norms
     reference.load_network_state(copy.deepcopy(fused.network_state()))
     return fused, reference
 
@@ -76,7 +80,7 @@ def test_fused_step_gives_reference_losses_and_gradients_in_float32():
     torch.manual_seed(0)
     fused, reference = _twin_models(pool_size=50, dtype=torch.float32, width=8)
     (real_a, real_b), = _images(1, torch.float32, size=32)
-    fused_losses, reference_losses = fused.training_step(real_a, real_b), reference.training_step(real_a, real_b)
+    fused_losses, reference_losses = fused.training_step(real_a, real_b), reference_step(reference, real_a, real_b)
     assert fused_losses.keys() == reference_losses.keys()
     for name, value in reference_losses.items():
         assert fused_losses[name] == pytest.approx(value, rel=1e-5), name
@@ -114,11 +118,11 @@ def test_training_step_with_nnpack_convolutions_stays_near_the_exact_step():
     too. Close, not float32-exact: hence opt-in for training."""
     torch.manual_seed(0)
     fast, reference = _twin_models(pool_size=50, dtype=torch.float32, width=16, fast_convolutions=True)
-    assert any(module.fast for module in fast.gen_ab.modules() if hasattr(module, "fast"))
+    assert any(isinstance(module, FastConv2d) for module in fast.gen_ab.modules())
     truth = copy.deepcopy(reference).to(torch.float64)
     (real_a, real_b), = _images(1, torch.float32, size=64)
-    losses = {"fast": fast.training_step(real_a, real_b), "reference": reference.training_step(real_a, real_b)}
-    true_losses = truth.training_step(real_a.double(), real_b.double())
+    losses = {"fast": fast.training_step(real_a, real_b), "reference": reference_step(reference, real_a, real_b)}
+    true_losses = reference_step(truth, real_a.double(), real_b.double())
     for name, value in true_losses.items():
         errors = {kind: abs(losses[kind][name] - value) / abs(value) for kind in losses}
         assert errors["fast"] < 1e-5 and errors["reference"] < 1e-5, (name, errors)
@@ -142,7 +146,7 @@ def test_fused_step_is_the_reference_step_in_float64(pool_size, steps):
     batches = _images(steps, torch.float64, size=24)  # 24: the smallest the 70x70 PatchGAN takes
     for real_a, real_b in batches:
         fused_losses = fused.training_step(real_a, real_b)
-        reference_losses = reference.training_step(real_a, real_b)
+        reference_losses = reference_step(reference, real_a, real_b)
         assert fused_losses.keys() == reference_losses.keys()
         for name, value in reference_losses.items():
             assert fused_losses[name] == pytest.approx(value, rel=1e-10), name
@@ -154,6 +158,34 @@ def test_fused_step_is_the_reference_step_in_float64(pool_size, steps):
         assert len(fused.pools[name]) == len(reference.pools[name]) == min(pool_size, len(batches))
         for fused_image, image in zip(fused.pools[name].images, reference.pools[name].images, strict=True):
             torch.testing.assert_close(fused_image, image, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"objective": "gan_only"}, {"objective": "cycle_only"}, {"objective": "gan_forward"},
+    {"objective": "gan_backward"}, {"objective": "simgan", "lambda_identity": 0.0},
+    {"gan_mode": "wgangp", "lambda_a": 3.0, "lambda_b": 7.0}, {"gan_mode": "vanilla", "lambda_identity": 0.0}])
+def test_fused_step_is_the_reference_step_for_every_objective_in_float64(overrides):
+    """The ablations (Sec. 5.1.4), the SimGAN baseline, WGAN-GP (whose critics stay on the plain path) and unequal
+    lambdas: each term the optimised step trains is the reference step's, by name and value, and so are the
+    gradients (one step, float64), up to rounding relative to each network's largest gradient (the biases before an
+    instance norm have a true gradient of 0, and an untrained critic's gradients reach thousands under WGAN-GP)."""
+    fused, reference = _twin_models(0, dtype=torch.float64, width=4, **overrides)
+    (real_a, real_b), = _images(1, torch.float64, size=24)
+    torch.manual_seed(1)  # WGAN-GP draws its interpolation points
+    fused_losses = fused.training_step(real_a, real_b)
+    torch.manual_seed(1)
+    reference_losses = reference_step(reference, real_a, real_b)
+    assert fused_losses.keys() == reference_losses.keys()
+    for name, value in reference_losses.items():
+        assert fused_losses[name] == pytest.approx(value, rel=1e-10), name
+    scale = {net_name: max((p.grad.abs().max().item() for p in net.parameters() if p.grad is not None), default=0)
+             for net_name, net in reference.networks().items()}
+    for name, fused_parameter, parameter in _paired_parameters(fused, reference):
+        if parameter.grad is None:
+            assert fused_parameter.grad is None, name
+            continue
+        torch.testing.assert_close(fused_parameter.grad, parameter.grad, rtol=1e-9,
+                                   atol=1e-12 * scale[name.split(".")[0]], msg=f"gradient of {name}")
 
 
 def _script(name, monkeypatch):

@@ -22,7 +22,8 @@ from cyclegan.cli.translate import parse_size
 from cyclegan.config import ModelConfig
 from cyclegan.io.images import load_image, save_image
 from cyclegan.nets.generators import build_generator
-from cyclegan.nets.layers import init_weights, set_fast_convolutions
+from cyclegan.nets.layers import init_weights
+from cyclegan.nets.speed import speed_up
 from cyclegan.tiling import estimate_whole_image_bytes, translate_tiled, wants_tiling
 from cyclegan.tiling.geometry import needed_rows
 from cyclegan.tiling.plan import map_shapes, split_stages
@@ -40,7 +41,7 @@ def _generator(arch="resnet_6blocks", norm="instance", channels=(3, 3), ngf=8, d
         if isinstance(module, torch.nn.BatchNorm2d):  # running statistics far from 0 and 1, so eval mode matters
             module.running_mean.normal_(0.0, 0.5)
             module.running_var.uniform_(0.3, 3.0)
-    set_fast_convolutions(net, False)
+    speed_up(net, lean=False, fast_convolutions=False)
     return net.eval().to(dtype)
 
 
@@ -131,7 +132,7 @@ def test_a_small_memory_budget_picks_files_and_small_bands(tmp_path, caplog):
 
 def test_float32_uint8_tiling_through_the_translator_matches_whole_image_translation():
     """What users run: uint8 in and out, float32, the paper's initialisation. With exact convolutions 8-bit
-    pixels may differ only at rounding ties, by one step; NNPACK's coarser rounding (`nets.layers.conv2d`) adds
+    pixels may differ only at rounding ties, by one step; NNPACK's coarser rounding (`nets.convolutions.conv2d`) adds
     its own error on each side, measured as the whole image's distance to exact convolutions."""
     config = ModelConfig(gen_arch="resnet_6blocks", ngf=8, norm="instance", lambda_identity=0.0)
     translator = Translator(_generator(dtype=torch.float32, gain=0.02), None, config, "cpu")

@@ -11,6 +11,7 @@ import torch
 from cyclegan.config import ConfigError
 from cyclegan.io.checkpoints import load_checkpoint
 from cyclegan.models.cyclegan import CycleGAN
+from cyclegan.nets.speed import speed_layers
 from cyclegan.runtime import configure_cudnn
 from cyclegan.training.loop import train
 
@@ -179,13 +180,14 @@ def test_mixed_precision_steps_track_float32_and_resume_exactly(tmp_path, dataro
     gives losses near float32's, the networks run their plain module path (autocast picks each layer's
     precision), and a run stopped mid-way resumes to the same weights and scaler state as an uninterrupted one."""
     real_a, real_b = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1
-    losses = {}
+    losses, faster_layers = {}, {}
     for kind in ("float32", precision):
         torch.manual_seed(0)
         config = tiny_config(tmp_path / "unused", dataroot, precision=kind)
         model = CycleGAN(config.model, config.train)
+        faster_layers[kind] = len(speed_layers(model))
         losses[kind] = model.training_step(real_a, real_b)
-    assert not any(module.lean for module in model.modules() if hasattr(module, "lean"))
+    assert faster_layers[precision] == 0 < faster_layers["float32"]
     for name, value in losses["float32"].items():
         assert losses[precision][name] == pytest.approx(value, rel=0.05), name
     assert ("grad_scaler" in model.training_state()) == (precision == "fp16")

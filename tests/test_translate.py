@@ -9,6 +9,7 @@ from cyclegan.config import apply_overrides
 from cyclegan.generators import build_generators
 from cyclegan.io.checkpoints import save_checkpoint
 from cyclegan.io.images import ImageError, load_image, save_image
+from cyclegan.nets.convolutions import FastConv2d
 from cyclegan.nets.generators import build_generator
 from cyclegan.nets.sizes import smallest_input
 from cyclegan.translate import TranslationError, Translator, pad_to_multiple
@@ -99,13 +100,14 @@ def test_cpu_translation_uses_nnpack_by_default_and_exact_convolutions_on_reques
     net = translator.generators["AtoB"]
     images = torch.rand(2, 3, 40, 36) * 2 - 1
     fast = translator.translate_tensor(images)
-    assert all(module.fast for module in net.modules() if hasattr(module, "fast"))
+    assert sum(isinstance(module, FastConv2d) for module in net.modules()) == 6 * 2 + 1  # blocks', output's
     exact = translator.set_fast_convolutions(False).translate_tensor(images)
-    assert not any(module.fast for module in net.modules() if hasattr(module, "fast"))
+    assert not any(isinstance(module, FastConv2d) for module in net.modules())
     translator.set_fast_convolutions(True)
     torch.testing.assert_close(fast, exact, rtol=0, atol=1e-4)
     fast_calls = []
-    handle = net.model[-2].register_forward_hook(lambda module, args, out: fast_calls.append(module.fast))
+    handle = net.model[-2].register_forward_hook(
+        lambda module, args, out: fast_calls.append(isinstance(module, FastConv2d)))
     translator.translate_tensor(images)
     handle.remove()
     assert fast_calls == [True]
@@ -232,16 +234,16 @@ def test_bfloat16_autocast_is_opt_in_and_never_runs_nnpack():
     image = torch.rand(1, 3, 32, 48) * 2 - 1
     exact = translator(image)
     fast_layers = [module for net in translator.generators.values() for module in net.modules()
-                   if hasattr(module, "fast")]
-    assert fast_layers and all(module.fast for module in fast_layers)  # NNPACK by default in float32
+                   if isinstance(module, FastConv2d)]
+    assert fast_layers  # NNPACK by default in float32
     low = translator.set_precision("bf16")(image)
-    assert not any(module.fast for module in fast_layers)
+    assert not any(isinstance(module, FastConv2d) for module in fast_layers)
     assert low.dtype == torch.float32 and low.shape == exact.shape
     difference = (low - exact).abs()
     # bfloat16 keeps 8 significant bits: the outputs move, but stay the same picture.
     assert 0 < difference.mean() < 0.1
     assert torch.equal(translator.set_precision("float32")(image), exact)
-    assert all(module.fast for module in fast_layers)
+    assert all(isinstance(module, FastConv2d) for module in fast_layers)
     with pytest.raises(TranslationError, match="fp16 is for GPUs"):
         translator.set_precision("fp16")
     with pytest.raises(TranslationError, match="precision='double'"):

@@ -1,5 +1,5 @@
 """Winograd F(m x m, 3 x 3) convolution (nets/winograd.py): exact transforms, float32 rounding within a derived
-bound for any CPU, the weight cache, and where `conv2d(..., fast=True)` uses it (nets/layers.py)."""
+bound for any CPU, the weight cache, and where `conv2d(..., fast=True)` uses it (nets/convolutions.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as functional
 
-from cyclegan.nets import layers
+from cyclegan.nets import convolutions
 from cyclegan.nets.generators import ResidualBlock
+from cyclegan.nets.speed import speed_up
 from cyclegan.nets.winograd import KERNEL, POINTS, _weights, transform_matrices, transformed_weight, winograd_conv2d
 
 FLOAT32_UNIT_ROUNDOFF = 2.0**-24
@@ -119,14 +120,14 @@ def test_bad_shapes_are_refused_with_the_shapes_named():
 def test_fast_kernel_is_winograd_only_when_asked_and_only_for_3x3_inference(monkeypatch, wide):
     """Winograd: opted into, 3x3, inference. Otherwise inference on AVX-512 runs oneDNN's direct kernels (faster
     there than NNPACK's AVX2 ones), on AVX2 NNPACK; training NNPACK everywhere, as before."""
-    monkeypatch.setattr(layers, "wide_vectors", lambda: wide)
-    maps, nnpack = torch.zeros(1, 4, 10, 10), "nnpack" if layers.nnpack_ready() else "direct"
+    monkeypatch.setattr(convolutions, "wide_vectors", lambda: wide)
+    maps, nnpack = torch.zeros(1, 4, 10, 10), "nnpack" if convolutions.nnpack_ready() else "direct"
     three, seven = torch.zeros(4, 4, 3, 3), torch.zeros(4, 4, 7, 7)
-    assert layers.fast_kernel(maps, three, inference=True, winograd=True) == "winograd"
-    assert layers.fast_kernel(maps, three, inference=True) == ("direct" if wide else nnpack)
-    assert layers.fast_kernel(maps, seven, inference=True, winograd=True) == ("direct" if wide else nnpack)
-    assert layers.fast_kernel(maps, three, inference=False, winograd=True) == nnpack
-    assert layers.fast_kernel(maps.double(), three.double(), inference=True, winograd=True) == "direct"
+    assert convolutions.fast_kernel(maps, three, inference=True, winograd=True) == "winograd"
+    assert convolutions.fast_kernel(maps, three, inference=True) == ("direct" if wide else nnpack)
+    assert convolutions.fast_kernel(maps, seven, inference=True, winograd=True) == ("direct" if wide else nnpack)
+    assert convolutions.fast_kernel(maps, three, inference=False, winograd=True) == nnpack
+    assert convolutions.fast_kernel(maps.double(), three.double(), inference=True, winograd=True) == "direct"
 
 
 def test_fast_convolutions_use_winograd_when_asked_and_without_gradients_only(monkeypatch):
@@ -138,18 +139,18 @@ def test_fast_convolutions_use_winograd_when_asked_and_without_gradients_only(mo
         calls.append(args[1].shape)
         return winograd_conv2d(*args, **kwargs)
 
-    monkeypatch.setattr(layers, "winograd_conv2d", counted)
-    block = layers.set_fast_convolutions(ResidualBlock(8, "instance", dropout=False), True)
+    monkeypatch.setattr(convolutions, "winograd_conv2d", counted)
+    block = speed_up(ResidualBlock(8, "instance", dropout=False), lean=True, fast_convolutions=True)
     maps = torch.randn(2, 8, 12, 12, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         block(maps)
         assert calls == []
-        fast = layers.set_fast_convolutions(block, True, winograd=True)(maps)
+        fast = speed_up(block, lean=True, fast_convolutions=True, winograd=True)(maps)
     assert len(calls) == 2
     with torch.no_grad():
-        exact = layers.set_fast_convolutions(block, False, winograd=True)(maps)  # off means off
+        exact = speed_up(block, lean=True, fast_convolutions=False, winograd=True)(maps)  # off means off
     assert len(calls) == 2
     torch.testing.assert_close(fast, exact, rtol=0, atol=1e-4)
-    layers.set_fast_convolutions(block, True, winograd=True)
+    speed_up(block, lean=True, fast_convolutions=True, winograd=True)
     block(maps.requires_grad_()).sum().backward()
     assert len(calls) == 2 and maps.grad is not None

@@ -29,7 +29,7 @@ from .config import DIRECTIONS, ConfigError, ModelConfig
 from .io.checkpoints import CheckpointError
 from .io.download import cache_dir
 from .io.exported import INSTALL_HINT, cached_onnx, generator_metadata
-from .nets.layers import wide_vectors
+from .nets.convolutions import wide_vectors
 from .runtime import select_device
 
 logger = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ from .generators import build_generators, load_generators
 from .io.checkpoints import CheckpointError, find_checkpoint, load_checkpoint
 from .io.images import ImageError, convert_mode, image_to_tensor, load_image, output_paths, save_image, tensor_to_image
 from .io.official import load_official_generator, official_checkpoint_files
-from .nets.layers import set_fast_convolutions
+from .nets.speed import speed_up
 from .progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -121,13 +121,13 @@ class Translator:
         self.default_batch_size = 1 if self.device.type == "cpu" else 4
 
     def set_fast_convolutions(self, enabled: bool) -> Translator:
-        """The fastest convolutions on the CPU (`nets.layers.fast_kernel`; on by default): NNPACK's on CPUs without
-        AVX-512, oneDNN's direct ones with it, where they are faster. NNPACK's outputs equal oneDNN's up to float
-        rounding, far below an 8-bit image's step. Off: oneDNN's direct convolutions only. In float32 only
+        """The fastest convolutions on the CPU (`nets.convolutions.fast_kernel`; on by default): NNPACK's on CPUs
+        without AVX-512, oneDNN's direct ones with it, where they are faster. NNPACK's outputs equal oneDNN's up to
+        float rounding, far below an 8-bit image's step. Off: oneDNN's direct convolutions only. In float32 only
         (`set_precision`)."""
         self.fast_convolutions = enabled
         for net in self.networks.values():
-            set_fast_convolutions(net, enabled and self.precision == "float32")
+            speed_up(net, lean=False, fast_convolutions=enabled and self.precision == "float32")
         return self
 
     def set_precision(self, precision: str) -> Translator:

@@ -94,7 +94,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="On the CPU, use oneDNN's direct convolutions only. By default a CPU without "
                              "AVX-512 runs the ResNet's stride-1 convolutions through NNPACK's Winograd/FFT kernels "
                              "(faster there, equal up to float rounding); with AVX-512 oneDNN's are the faster "
-                             "ones and run either way (nets/layers.py fast_kernel). Implies --engine torch "
+                             "ones and run either way (nets/convolutions.py fast_kernel). Implies --engine torch "
                              "unless another engine is named.")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="float32: exact. bf16 (CPUs with AVX512-BF16 or AMX, GPUs) or fp16 (GPUs): autocast, "

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..config import ConfigError, ModelConfig
-from ..nets.layers import set_fast_convolutions, set_lean
+from ..nets.speed import speed_up
 from .atomic import atomic_path, write_failure
 from .checkpoints import CheckpointError
 
@@ -56,9 +56,7 @@ def generator_metadata(net: nn.Module, config: ModelConfig, direction: str) -> d
 def plain_network(net: nn.Module) -> nn.Module:
     """A copy of `net` as the exporters must see it: eval mode, oneDNN convolutions, no lean autograd paths."""
     plain = copy.deepcopy(net).to("cpu").eval()
-    set_fast_convolutions(plain, False)
-    set_lean(plain, False)
-    return plain
+    return speed_up(plain, lean=False, fast_convolutions=False)
 
 
 def _dynamic_inputs(net: nn.Module, channels: int) -> tuple[torch.Tensor, dict]:

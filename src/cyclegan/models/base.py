@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import losses
 from ..config import ModelConfig, TrainConfig
-from ..nets.layers import set_fast_convolutions, set_lean
+from ..nets.speed import speed_up
 from ..training.pool import ImagePool
 
 
@@ -69,19 +69,20 @@ class TranslationModel(nn.Module):
     and defines `networks`, `generators_for`, `training_step` and `sample`.
 
     paired: True if the model learns from aligned pairs (AlignedDataset), False for unpaired folders.
+    discriminator_names: the names in `networks()` of the discriminators (a gradient penalty differentiates them).
     precision: float32, or mixed precision (bf16, or fp16 with a gradient scaler), see `autocast`.
-    fuse_batches: True (the default) for the optimised step: batched calls where exact (`_forward_each`), each
-    model's own economies (CycleGAN: one backward pass per chain) and the networks' memory-lean layers
-    (`nets.layers.set_lean`) and, with train.fast_convolutions, NNPACK convolutions. False for the plain
-    reference step, which tests compare the optimised one with.
+
+    The step is the optimised one: batched calls where exact (`_forward_each`), each model's own economies
+    (CycleGAN: one backward pass per chain) and the faster layers of `_speed_up`. tests/reference_step.py holds
+    the plain step it is checked against.
     """
 
     paired: ClassVar[bool] = False
+    discriminator_names: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, config: ModelConfig, fuse_batches: bool = True, precision: str = "float32") -> None:
+    def __init__(self, config: ModelConfig, precision: str = "float32") -> None:
         super().__init__()
         self.config = config
-        self.fuse_batches = fuse_batches
         self.precision = precision
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.pools: dict[str, ImagePool] = {}
@@ -99,16 +100,15 @@ class TranslationModel(nn.Module):
         """Every network by its checkpoint name (gen_ab, disc_b, ...)."""
         raise NotImplementedError
 
-    def _choose_layers(self, fast_convolutions: bool) -> None:
-        """The reference step (`fuse_batches=False`) runs the networks' plain module path (`set_lean`) with
-        oneDNN's convolutions; so do the discriminators under WGAN-GP, whose penalty differentiates them twice
-        (the lean backward passes are differentiable once), and every network in mixed precision, where autocast
-        chooses each layer's precision."""
+    def _speed_up(self, fast_convolutions: bool) -> None:
+        """Give the networks their faster layers (`nets.speed.speed_up`), all in float32 only (in mixed precision
+        autocast chooses each layer's precision): the memory-lean ones, except in the discriminators under WGAN-GP,
+        whose penalty differentiates them twice (the lean backward passes are differentiable once); NNPACK
+        convolutions with train.fast_convolutions. Call once the networks are built."""
         float32 = self.precision == "float32"
+        penalised = self.discriminator_names if self.config.gan_mode == "wgangp" else ()
         for name, net in self.networks().items():
-            twice = self.config.gan_mode == "wgangp" and name.startswith("disc")
-            set_lean(net, self.fuse_batches and float32 and not twice)
-            set_fast_convolutions(net, self.fuse_batches and float32 and fast_convolutions)
+            speed_up(net, lean=float32 and name not in penalised, fast_convolutions=float32 and fast_convolutions)
 
     def autocast(self) -> torch.autocast:
         """Forward passes in the training precision: torch.autocast to bf16 or fp16, or plain float32."""
@@ -230,19 +230,19 @@ class TranslationModel(nn.Module):
     def _forward_each(self, net: nn.Module, *batches: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """`net` on each batch. Without batch norm every image is normalised on its own, so one call on the
         concatenation gives the same result with less overhead; batch norm would mix the batches, so it gets one
-        call each. `fuse_batches=False` always calls separately (the plain reference step)."""
-        if not self.fuse_batches or self.config.norm == "batch":
+        call each."""
+        if self.config.norm == "batch":
             return tuple(net(batch) for batch in batches)
         return net(torch.cat(batches)).split([batch.shape[0] for batch in batches])
 
-    def _discriminator_terms(self, disc: nn.Module, real: torch.Tensor, fake: torch.Tensor, suffix: str = ""
-                             ) -> dict[str, torch.Tensor]:
-        """disc{suffix}: the discriminator's loss on real and (detached) generated inputs, halved for lsgan and
-        vanilla (both papers); gp{suffix}: the WGAN-GP penalty, with gan_mode=wgangp."""
+    def _discriminator_terms(self, disc: nn.Module, real: torch.Tensor, fake: torch.Tensor, disc_name: str = "disc",
+                             gp_name: str = "gp") -> dict[str, torch.Tensor]:
+        """`disc_name`: the discriminator's loss on real and (detached) generated inputs, halved for lsgan and
+        vanilla (both papers); `gp_name`: the WGAN-GP penalty, with gan_mode=wgangp."""
         fake = fake.detach()
         with self.autocast():
             real_scores, fake_scores = self._forward_each(disc, real, fake)
-            terms = {f"disc{suffix}": losses.discriminator_loss(real_scores, fake_scores, self.config.gan_mode)}
+            terms = {disc_name: losses.discriminator_loss(real_scores, fake_scores, self.config.gan_mode)}
         if self.config.gan_mode == "wgangp":  # the penalty the official code defines but never applies
-            terms[f"gp{suffix}"] = losses.gradient_penalty(disc, real, fake, self.config.lambda_gp)
+            terms[gp_name] = losses.gradient_penalty(disc, real, fake, self.config.lambda_gp)
         return terms

@@ -13,6 +13,7 @@ Full objective (Eq. 3): L_GAN(G, D_Y) + L_GAN(F, D_X) + lambda * L_cyc(G, F), pl
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -27,6 +28,46 @@ from .base import TranslationModel, adam, loss_values, set_requires_grad
 
 LOSS_NAMES = ("gan_ab", "gan_ba", "cycle_a", "cycle_b", "self_reg_a", "self_reg_b", "idt_a", "idt_b", "disc_a",
               "disc_b", "gp_a", "gp_b")
+
+
+@dataclass(frozen=True)
+class TermNames:
+    """The names of one direction's loss terms (for A -> B: gan_ab, cycle_a, self_reg_a, idt_b, disc_b, gp_b)."""
+
+    gan: str
+    cycle: str
+    self_reg: str
+    identity: str
+    disc: str
+    gp: str
+
+    @classmethod
+    def between(cls, source: str, target: str) -> TermNames:
+        return cls(f"gan_{source}{target}", f"cycle_{source}", f"self_reg_{source}", f"idt_{target}",
+                   f"disc_{target}", f"gp_{target}")
+
+
+@dataclass(frozen=True)
+class Direction:
+    """One direction of the cycle, in the paper's letters for A -> B: G translates x (`real`) into Y, D_Y judges
+    G's outputs against a real y (`other`), F translates them back. B -> A is the same record with F, G, D_X and
+    y, x: the objective is symmetric (Eq. 3), so the same lines compute both directions' terms."""
+
+    G: nn.Module
+    F: nn.Module
+    D_Y: nn.Module
+    real: torch.Tensor
+    other: torch.Tensor
+    lambda_cycle: float  # lambda of Eq. 3 for x -> G(x) -> F(G(x)): lambda_a for A -> B
+    lambda_identity: float  # of G(y) ~ y (Sec. 5.2): lambda of Y's cycle times lambda_identity, as the official code
+    cycle: bool  # whether the objective trains this cycle (the ablations of Sec. 5.1.4)
+    pool: ImagePool  # G's past outputs, which D_Y is trained on (Sec. 4)
+    names: TermNames
+
+    @property
+    def generators_called(self) -> tuple[nn.Module, ...]:
+        """The generators this direction's terms call: G, and F for the cycle."""
+        return (self.G, self.F) if self.cycle else (self.G,)
 
 
 def build_discriminators(config: ModelConfig) -> tuple[nn.Module, nn.Module]:
@@ -45,9 +86,10 @@ class CycleGAN(TranslationModel):
     """
 
     paired = False
+    discriminator_names = ("disc_a", "disc_b")
 
-    def __init__(self, config: ModelConfig, train: TrainConfig, fuse_batches: bool = True) -> None:
-        super().__init__(config, fuse_batches, train.precision)
+    def __init__(self, config: ModelConfig, train: TrainConfig) -> None:
+        super().__init__(config, train.precision)
         generators = build_generators(config)
         self.gen_ab, self.gen_ba = generators["gen_ab"], generators["gen_ba"]
         self.disc_a, self.disc_b = build_discriminators(config)
@@ -58,7 +100,7 @@ class CycleGAN(TranslationModel):
         # pool a remembers F's outputs (fake A) for disc_a; pool b remembers G's outputs for disc_b.
         self.pools = {"a": ImagePool(train.pool_size, seed=train.seed * 2 + 1),
                       "b": ImagePool(train.pool_size, seed=train.seed * 2 + 2)}
-        self._choose_layers(train.fast_convolutions)
+        self._speed_up(train.fast_convolutions)
 
     @staticmethod
     def generators_for(config: ModelConfig) -> dict[str, nn.Module]:
@@ -68,83 +110,77 @@ class CycleGAN(TranslationModel):
         return {"gen_ab": self.gen_ab, "gen_ba": self.gen_ba, "disc_a": self.disc_a, "disc_b": self.disc_b}
 
     def training_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, float]:
-        """One iteration: update G and F together, then D_X and D_Y together. Returns every loss term by name.
+        """One iteration: update G and F together, then D_X and D_Y together. Returns every loss term by name:
+
+            L(G, F, D_X, D_Y) = L_GAN(G, D_Y, X, Y) + L_GAN(F, D_X, Y, X) + lambda L_cyc(G, F)       (Eq. 3)
+            gan_ab, gan_ba   L_GAN for G and for F, least squares by default            (Eq. 1, Sec. 4)
+            cycle_a, cycle_b lambda_a |F(G(x)) - x|_1, lambda_b |G(F(y)) - y|_1         (Eq. 2)
+            idt_b, idt_a     lambda_b lambda_idt |G(y) - y|_1, lambda_a lambda_idt |F(x) - x|_1 (Sec. 5.2)
+            disc_b, disc_a   D_Y's and D_X's side of Eq. 1, divided by 2 (Sec. 4); gp_b, gp_a with WGAN-GP
 
         The generators' objective is a sum over two chains that share parameters but no activations: x -> G(x) ->
-        {D_Y, F(G(x))} with the identity term G(y), and y -> F(y) -> {D_X, G(F(y))} with F(x). The optimised step
-        (`fuse_batches`) back-propagates each chain as soon as it is built: the gradients add up in `.grad` to
-        those of the sum, and only one chain's activations are alive at a time (half the memory). The plain
-        reference step builds both and back-propagates their sum once."""
-        terms: dict[str, torch.Tensor] = {}
-        discriminators = (self.disc_a, self.disc_b)
+        {D_Y, F(G(x))} with the identity term G(y), and y -> F(y) -> {D_X, G(F(y))} with F(x). Each chain is
+        back-propagated as soon as it is built: the gradients add up in `.grad` to those of the sum, and only one
+        chain's activations are alive at a time (half the memory). The plain reference step
+        (tests/reference_step.py) builds both and back-propagates their sum once."""
+        x_to_y, y_to_x = self._directions(real_a, real_b)
         # The discriminators are frozen so that the generators' backward pass does not fill their gradients.
-        set_requires_grad(discriminators, False)
+        set_requires_grad((self.disc_a, self.disc_b), False)
         self.optimizers["gen"].zero_grad(set_to_none=True)
-        chains = (("a", real_a, real_b, self.gen_ab, self.gen_ba, self.disc_b),
-                  ("b", real_b, real_a, self.gen_ba, self.gen_ab, self.disc_a))
-        fakes = {}
-        if self.fuse_batches:
-            # Distributed, the generators that the second chain calls again reduce both chains' gradients at once.
-            called_again = [self.gen_ba, self.gen_ab] if self.config.uses_backward_cycle else [self.gen_ba]
-            with self.accumulating(called_again):
-                terms, fakes["a"] = self._generator_chain(*chains[0])
-                self.backward(sum(terms.values()))
-            chain_terms, fakes["b"] = self._generator_chain(*chains[1])
-            self.backward(sum(chain_terms.values()))
-            terms.update(chain_terms)
-        else:
-            for chain in chains:
-                chain_terms, fakes[chain[0]] = self._generator_chain(*chain)
-                terms.update(chain_terms)
-            self.backward(sum(terms.values()))
+        # Distributed, the generators that the y chain calls again reduce both chains' gradients at once.
+        with self.accumulating(y_to_x.generators_called):
+            x_terms, fake_b = self._generator_terms(x_to_y)
+            self.backward(sum(x_terms.values()))
+        y_terms, fake_a = self._generator_terms(y_to_x)
+        self.backward(sum(y_terms.values()))
         self.optimizer_step("gen")
+        terms = {**x_terms, **y_terms}
 
-        # Discriminators, on a history of generated images (Sec. 4).
-        if self.config.uses_gan:
-            fake_b, fake_a = fakes["a"], fakes["b"]
-            set_requires_grad(discriminators, True)
+        if self.config.uses_gan:  # D_Y and D_X, on a history of generated images (Sec. 4)
+            set_requires_grad((self.disc_a, self.disc_b), True)
             self.optimizers["disc"].zero_grad(set_to_none=True)
-            disc_terms = self._discriminator_terms(self.disc_b, real_b, self.pools["b"].query(fake_b), "_b")
-            disc_terms.update(self._discriminator_terms(self.disc_a, real_a, self.pools["a"].query(fake_a), "_a"))
+            disc_terms = {**self._judge_terms(x_to_y, fake_b), **self._judge_terms(y_to_x, fake_a)}
             self.backward(sum(disc_terms.values()))
             self.optimizer_step("disc")
             terms.update(disc_terms)
         self.end_step()
         return loss_values(terms)
 
-    def _generator_chain(self, domain: str, real: torch.Tensor, other: torch.Tensor, forward: nn.Module,
-                         backward: nn.Module, disc: nn.Module) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """The generator terms that start from `real` of `domain` (a: x, G, F, D_Y; b: y, F, G, D_X), and the
-        generated image (detached), for the image pool: the adversarial term of `forward` (Eq. 1), the cycle
-        back to `real` (Eq. 2), the identity term `forward(other) ~ other` (Sec. 5.2) and SimGAN's
-        self-regularisation (Sec. 5.1.3), as the objective asks."""
-        with self.autocast():
-            if self.config.lambda_identity > 0:  # forward(other) beside forward(real): one call where that is exact
-                fake, identity = self._forward_each(forward, real, other)
-            else:
-                fake, identity = forward(real), None
-            terms = self._chain_terms(domain, real, other, fake, identity, backward, disc)
-        return terms, fake.detach().to(real.dtype)  # the pools keep the input precision under autocast
-
-    def _chain_terms(self, domain: str, real: torch.Tensor, other: torch.Tensor, fake: torch.Tensor,
-                     identity: torch.Tensor | None, backward: nn.Module, disc: nn.Module) -> dict[str, torch.Tensor]:
-        """The loss terms of one chain, given its generated image `fake` and identity output (or None)."""
+    def _directions(self, real_a: torch.Tensor, real_b: torch.Tensor) -> tuple[Direction, Direction]:
+        """A -> B (G, F, D_Y, x = real_a) and B -> A (F, G, D_X, y = real_b), with the networks as they are now
+        (DDP-wrapped in a distributed run) and the pools of the images each direction generates."""
         config = self.config
-        target = "b" if domain == "a" else "a"
-        arrow = "ab" if domain == "a" else "ba"
-        lambda_real = config.lambda_a if domain == "a" else config.lambda_b
-        lambda_other = config.lambda_b if domain == "a" else config.lambda_a
+        a_to_b = Direction(G=self.gen_ab, F=self.gen_ba, D_Y=self.disc_b, real=real_a, other=real_b,
+                           lambda_cycle=config.lambda_a, lambda_identity=config.lambda_b * config.lambda_identity,
+                           cycle=config.uses_forward_cycle, pool=self.pools["b"], names=TermNames.between("a", "b"))
+        b_to_a = Direction(G=self.gen_ba, F=self.gen_ab, D_Y=self.disc_a, real=real_b, other=real_a,
+                           lambda_cycle=config.lambda_b, lambda_identity=config.lambda_a * config.lambda_identity,
+                           cycle=config.uses_backward_cycle, pool=self.pools["a"], names=TermNames.between("b", "a"))
+        return a_to_b, b_to_a
+
+    def _generator_terms(self, d: Direction) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The generator terms of one direction, written for A -> B (x, G, F, D_Y; B -> A swaps the letters),
+        and G(x), detached, for D_Y's image pool."""
+        config = self.config
         terms: dict[str, torch.Tensor] = {}
-        if config.uses_gan:  # Eq. 1, for G (chain a) or F (chain b)
-            terms[f"gan_{arrow}"] = losses.generator_adversarial_loss(disc(fake), config.gan_mode)
-        cycle = config.uses_forward_cycle if domain == "a" else config.uses_backward_cycle
-        if cycle:  # Eq. 2: F(G(x)) ~ x (chain a), G(F(y)) ~ y (chain b)
-            terms[f"cycle_{domain}"] = losses.cycle_loss(backward(fake), real, lambda_real)
-        if config.uses_self_regularization:  # SimGAN baseline (Sec. 5.1.3): G(x) ~ x, F(y) ~ y
-            terms[f"self_reg_{domain}"] = losses.self_regularization_loss(fake, real, config.lambda_self_reg)
-        if identity is not None:  # Sec. 5.2: G(y) ~ y, F(x) ~ x
-            terms[f"idt_{target}"] = losses.identity_loss(identity, other, lambda_other * config.lambda_identity)
-        return terms
+        with self.autocast():
+            if config.lambda_identity > 0:  # G(y) beside G(x): one call where that is exact
+                fake, same = self._forward_each(d.G, d.real, d.other)
+            else:
+                fake, same = d.G(d.real), None
+            if config.uses_gan:  # Eq. 1 (least squares, Sec. 4): D_Y(G(x)) ~ real
+                terms[d.names.gan] = losses.generator_adversarial_loss(d.D_Y(fake), config.gan_mode)
+            if d.cycle:  # Eq. 2: F(G(x)) ~ x
+                terms[d.names.cycle] = losses.cycle_loss(d.F(fake), d.real, d.lambda_cycle)
+            if config.uses_self_regularization:  # SimGAN baseline (Sec. 5.1.3): G(x) ~ x
+                terms[d.names.self_reg] = losses.self_regularization_loss(fake, d.real, config.lambda_self_reg)
+            if same is not None:  # Sec. 5.2: G(y) ~ y
+                terms[d.names.identity] = losses.identity_loss(same, d.other, d.lambda_identity)
+        return terms, fake.detach().to(d.real.dtype)  # the pools keep the input precision under autocast
+
+    def _judge_terms(self, d: Direction, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """D_Y's terms: real y against G's outputs drawn from its pool (Sec. 4)."""
+        return self._discriminator_terms(d.D_Y, d.other, d.pool.query(fake), d.names.disc, d.names.gp)
 
     def sample(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
         """Translations, reconstructions and identities of fixed images, in eval mode, for the sample grids."""

@@ -39,15 +39,16 @@ class Pix2Pix(TranslationModel):
     """gen_ab and the conditional disc_b, one Adam optimiser each; `training_step` is one iteration on pairs."""
 
     paired = True
+    discriminator_names = ("disc_b",)
 
-    def __init__(self, config: ModelConfig, train: TrainConfig, fuse_batches: bool = True) -> None:
-        super().__init__(config, fuse_batches, train.precision)
+    def __init__(self, config: ModelConfig, train: TrainConfig) -> None:
+        super().__init__(config, train.precision)
         self.gen_ab = self.generators_for(config)["gen_ab"]
         self.disc_b = build_conditional_discriminator(config)
         self.optimizers = {"gen": adam(self.gen_ab.parameters(), train),
                            "disc": adam(self.disc_b.parameters(), train)}
         self.pools = {"b": ImagePool(train.pool_size, seed=train.seed * 2 + 2)}
-        self._choose_layers(train.fast_convolutions)
+        self._speed_up(train.fast_convolutions)
 
     @staticmethod
     def generators_for(config: ModelConfig) -> dict[str, nn.Module]:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import Conv2d, conv_bias, norm_layer
-from .lean_block import LeanResidualBlock
+from .layers import conv_bias, norm_layer
 
 
 class ResidualBlock(nn.Module):
@@ -20,24 +19,15 @@ class ResidualBlock(nn.Module):
         super().__init__()
         bias = conv_bias(norm)
         layers: list[nn.Module] = [
-            nn.ReflectionPad2d(1), Conv2d(channels, channels, 3, bias=bias), norm_layer(norm, channels),
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias), norm_layer(norm, channels),
             nn.ReLU(True),
         ]
         if dropout:
             layers.append(nn.Dropout(0.5))
-        layers += [nn.ReflectionPad2d(1), Conv2d(channels, channels, 3, bias=bias), norm_layer(norm, channels)]
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias), norm_layer(norm, channels)]
         self.conv_block = nn.Sequential(*layers)  # official key names: checkpoints load as they are
-        # The same block as one autograd function that keeps 3 maps for backward instead of 5 (lean_block.py);
-        # exact only with affine-free instance norm and no dropout. `set_lean(net, False)` gives the plain path.
-        self.lean_possible = norm == "instance" and not dropout
-        self.lean = self.lean_possible
-        self.eps = self.conv_block[2].eps if self.lean_possible else 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.lean and torch.is_grad_enabled():
-            first, second = self.conv_block[1], self.conv_block[5]
-            return LeanResidualBlock.apply(x, first.weight, first.bias, second.weight, second.bias, self.eps,
-                                           first.fast)
         return x + self.conv_block(x)
 
 
@@ -63,7 +53,7 @@ class ResnetGenerator(nn.Module):
             layers += [nn.ConvTranspose2d(ngf * factor, ngf * factor // 2, 3, stride=2, padding=1,
                                           output_padding=1, bias=bias),
                        norm_layer(norm, ngf * factor // 2), nn.ReLU(True)]
-        layers += [nn.ReflectionPad2d(3), Conv2d(ngf, out_channels, 7), nn.Tanh()]  # Conv2d: may use NNPACK
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
         self.size_multiple = 4
         # A side of 4 leaves 1 pixel after the two stride-2 convolutions, which the blocks' ReflectionPad2d(1)
