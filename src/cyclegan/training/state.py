@@ -89,21 +89,21 @@ class TrainingState:
 
     def restore(self, model: TranslationModel, rank: int = 0) -> None:
         """Put the weights, optimiser and scaler state, and rank `rank`'s pools and random states back."""
-        own = self.ranks[rank]
-        training: dict[str, Any] = {"optimizers": self.optimizers, "pools": own.pools}
+        model.load_network_state(self.nets)
+        model.load_training_state(self._training(rank))
+        restore_rng_state(self.ranks[rank].rng)
+
+    def _training(self, rank: int) -> dict[str, Any]:
+        """The "training" part for rank `rank`, as `TranslationModel.training_state` gives and takes it."""
+        training: dict[str, Any] = {"optimizers": self.optimizers, "pools": self.ranks[rank].pools}
         if self.grad_scaler is not None:
             training["grad_scaler"] = self.grad_scaler
-        model.load_network_state(self.nets)
-        model.load_training_state(training)
-        restore_rng_state(own.rng)
+        return training
 
     def to_checkpoint(self) -> dict[str, Any]:
         """The tree `io.checkpoints.save_checkpoint` stores (the layout in the module docstring)."""
-        own = self.ranks[0]
-        training: dict[str, Any] = {"optimizers": self.optimizers, "pools": own.pools}
-        if self.grad_scaler is not None:
-            training["grad_scaler"] = self.grad_scaler
-        tree = {"nets": self.nets, "training": training, "rng": own.rng, "progress": self.counters.to_checkpoint()}
+        tree = {"nets": self.nets, "training": self._training(0), "rng": self.ranks[0].rng,
+                "progress": self.counters.to_checkpoint()}
         if self.world_size > 1:
             tree["progress"]["world_size"] = self.world_size
             tree["rank_states"] = {str(rank): self.ranks[rank].to_checkpoint() for rank in range(1, self.world_size)}
