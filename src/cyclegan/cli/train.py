@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         if args.overwrite:
             raise ConfigError("--resume continues a run and --overwrite deletes it: give one of them")
         # The config file and the flags, flattened: the saved config takes what may change on resume and refuses
-        # a change to anything else (training/loop.py RESUMABLE_OVERRIDES).
+        # a change to anything else (training/setup.py RESUMABLE_OVERRIDES).
         flat = {name: value for layer in [*layers, given] for name, value in flat_options(layer).items()}
         config = apply_overrides(Config(), {"run_dir": flat.get("run_dir", Config().train.run_dir)})
         result = train(config, resume=True, overrides=flat, show_progress=show_progress, max_steps=args.max_steps)
