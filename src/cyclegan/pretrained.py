@@ -1,7 +1,8 @@
 """The official pretrained CycleGAN generators (Zhu et al.'s model zoo), fetched into the local cache.
 
 Each official file is a bare generator state dict: resnet_9blocks, instance norm, ngf 64, no dropout, as written by
-the official `torch.save(net.state_dict())`. Only its weights are loaded (`weights_only=True`), never its code.
+the official `torch.save(net.state_dict())`. Only its weights are loaded (`io/pth.py`: `weights_only=True`), never
+its code.
 """
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
 from .io.download import cache_dir, check_name, download
+from .io.pth import read_state_dict
 
 DEFAULT_PRETRAINED_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models"
 PRETRAINED_URL_VARIABLE = "CYCLEGAN_PRETRAINED_URL"
@@ -54,29 +54,10 @@ def is_cached(name: str, cache: Path | None = None) -> bool:
     return pretrained_path(name, cache).is_file()
 
 
-def _explain_load_error(error: Exception) -> str:
-    """The useful line of torch's message, without its advice to retry with weights_only=False."""
-    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
-    lines = [line.strip() for line in str(error).splitlines()]
-    useful = [line for line in lines if line and not line.startswith(boilerplate)]
-    detail = (useful[0] if useful else type(error).__name__).split(". ")[0].rstrip(".")
-    if "GLOBAL" in detail:
-        # weights_only refuses any pickle that would import or call code: such a file is unsafe, not just damaged.
-        return f"unsafe: the file asks to run code ({detail}); it was refused without running anything"
-    return f"corrupt: not a weights-only state dict ({detail})"
-
-
 def check_state_dict(path: Path) -> None:
-    """Raise ValueError unless `path` holds a dict of tensors that loads without running any pickled code."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # arbitrary bytes fail in arbitrary ways; every failure means "not weights"
-        raise ValueError(_explain_load_error(error)) from error
-    if not isinstance(state, dict) or not state:
-        raise ValueError(f"corrupt or unsafe: expected a state dict, found {type(state).__name__}")
-    not_tensors = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
-    if not_tensors:
-        raise ValueError(f"corrupt or unsafe: entries that are not tensors: {', '.join(map(str, not_tensors[:3]))}")
+    """Raise CheckpointError (a ValueError) unless `path` holds a state dict that loads without running any
+    pickled code: the check a download must pass before it is placed in the cache."""
+    read_state_dict(path)
 
 
 def pretrained_file(name: str, base_url: str | None = None, cache: Path | None = None,

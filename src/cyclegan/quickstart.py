@@ -18,6 +18,7 @@ import torch
 from .config import Config, apply_overrides
 from .io.atomic import atomic_write_text
 from .io.images import image_to_tensor, list_images, load_image
+from .io.run_folder import RunFolder
 from .report.html import write_run_report, write_translation_page
 from .training.loop import train
 from .translate import Translator
@@ -59,15 +60,15 @@ def run_demo(config: Config, show_progress: bool = True) -> DemoResult:
 
     A run folder that already holds this run is resumed (and, if it had finished, only translated and scored).
     """
-    already_started = (Path(config.train.run_dir) / "checkpoints" / "latest.safetensors").exists()
+    already_started = RunFolder(Path(config.train.run_dir)).latest_checkpoint.exists()
     # A finished or stopped demo continues; one that never got to its first checkpoint starts afresh.
     result = train(config, resume=already_started, overwrite=not already_started, show_progress=show_progress)
-    run_dir = result.run_dir
+    run = RunFolder(result.run_dir)
     data_root = Path(result.config.data.dataroot)
-    out = run_dir / "translations"
+    out = run.translations
     torch.manual_seed(config.train.seed)
     untrained = Translator.from_config(config, device="cpu")
-    trained = Translator.load(run_dir, device=config.train.device)
+    trained = Translator.load(run.root, device=config.train.device)
     scores: dict[str, dict[str, float]] = {}
     all_pairs = []
     for direction, source, truth, channels in (("AtoB", "testA", "testB", config.model.channels_b),
@@ -79,9 +80,9 @@ def run_demo(config: Config, show_progress: bool = True) -> DemoResult:
         scores[direction] = {"trained": paired_l1(pairs, data_root / truth, channels),
                              "untrained": paired_l1(baseline, data_root / truth, channels)}
         all_pairs += pairs
-    write_translation_page(all_pairs, out / "index.html", "Test images: A->B (labels->photos), B->A")
-    atomic_write_text(run_dir / "scores.json", json.dumps(
+    write_translation_page(all_pairs, run.translations_page, "Test images: A->B (labels->photos), B->A")
+    atomic_write_text(run.scores_file, json.dumps(
         {"metric": "mean L1 to paired ground truth, [-1, 1] units (lower is better)", "scores": scores,
          "config": dataclasses.asdict(config.model)}, indent=2))
-    write_run_report(run_dir)
-    return DemoResult(run_dir, scores, out)
+    write_run_report(run.root)
+    return DemoResult(run.root, scores, out)

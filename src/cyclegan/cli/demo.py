@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..io.run_folder import RunFolder
 from ..quickstart import DEMO_OPTIONS, demo_config, run_demo
 
 
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     for direction, label in (("AtoB", "A->B labels -> photos"), ("BtoA", "B->A photos -> labels")):
         score = result.scores[direction]
         print(f"  {label:<26}{score['trained']:>9.3f}{score['untrained']:>11.3f}")
-    print(f"report: {result.run_dir / 'index.html'}")
-    print(f"translations: {result.translations / 'index.html'}")
+    run = RunFolder(result.run_dir)
+    print(f"report: {run.report_file}")
+    print(f"translations: {run.translations_page}")
     return 0

@@ -7,6 +7,7 @@ import argparse
 import logging
 
 from ..config import Config, ConfigError, apply_overrides, config_from_layers, flat_options, load_config_file
+from ..io.run_folder import RunFolder
 from ..training.distributed import launched_rank
 from ..training.loop import train
 from .options import add_config_options, given_options
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     state = "stopped" if result.stopped_early else "finished"
     print(f"{state} after {result.epochs_done} epoch(s), {result.steps_done} step(s); "
-          f"report: {result.run_dir / 'index.html'}")
+          f"report: {RunFolder(result.run_dir).report_file}")
     if result.stopped_early:
         print(f"resume with: cyclegan train --resume --run-dir {result.run_dir}")
     return 0

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..config import Config, ModelConfig, config_to_json
 from .atomic import atomic_path, write_failure
+from .run_folder import RunFolder
 
 FORMAT = "cyclegan-checkpoint"
 FORMAT_VERSION = "1"
@@ -181,11 +182,11 @@ def find_checkpoint(path: str | Path) -> Path:
     """A run folder's latest checkpoint, or the file itself."""
     path = Path(path)
     if path.is_dir():
-        latest = path / "checkpoints" / "latest.safetensors"
-        if latest.is_file():
-            return latest
-        raise CheckpointError(f"{path} holds no checkpoints/latest.safetensors; is it a cyclegan run folder, and "
-                              "has it finished at least one epoch or been stopped once?")
+        run = RunFolder(path)
+        if run.latest_checkpoint.is_file():
+            return run.latest_checkpoint
+        raise CheckpointError(f"{path} holds no {run.relative(run.latest_checkpoint)}; is it a cyclegan run folder, "
+                              "and has it finished at least one epoch or been stopped once?")
     if not path.exists():
         raise CheckpointError(f"{path} does not exist; give a run folder or a checkpoint file")
     return path

@@ -3,7 +3,8 @@
 The official code saves bare state dicts with `torch.save`: its pretrained zoo (`horse2zebra.pth`, ...) and its
 training checkpoints (`latest_net_G_A.pth`, `<epoch>_net_D_B.pth`, ...). Our networks use the same module names, so
 a state dict loads as it is once its architecture is known; the architecture is read off the tensors' names and
-shapes. Files are only ever opened with `torch.load(weights_only=True)`, which refuses pickles that carry code.
+shapes. Files are only ever opened by `io/pth.py` (`torch.load(weights_only=True)`: pickles that carry code
+are refused).
 
 Official names -> ours: G_A = gen_ab (G: A->B), G_B = gen_ba (F), D_A = disc_b (judges B), D_B = disc_a.
 """
@@ -11,9 +12,7 @@ Official names -> ours: G_A = gen_ab (G: A->B), G_B = gen_ba (F), D_A = disc_b (
 from __future__ import annotations
 
 import dataclasses
-import pickle
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from ..nets.discriminators import build_discriminator
 from ..nets.generators import build_generator
 from .atomic import atomic_path, write_failure
 from .checkpoints import CheckpointError
+from .pth import read_state_dict
 
 # Our network -> the official checkpoint name suffix (net_<suffix>.pth).
 OFFICIAL_NAMES = {"gen_ab": "G_A", "gen_ba": "G_B", "disc_b": "D_A", "disc_a": "D_B"}
@@ -54,42 +54,6 @@ class DiscriminatorSpec:
 
     def build(self) -> nn.Module:
         return build_discriminator(self.arch, self.in_channels, self.ndf, self.n_layers, self.norm)
-
-
-def _refusal(path: Path, message: str) -> CheckpointError:
-    """What to tell the person whose .pth torch's weights-only unpickler refused (torch's own text suggests
-    loading with weights_only=False, which we never do)."""
-    refused = re.search(r"GLOBAL ([\w.]+) was not an allowed global", message)
-    if refused is None and "global" not in message.lower():
-        detail = re.sub(r"\x1b\[[0-9;]*m", "", message.split("WeightsUnpickler error:")[-1]).strip()
-        return CheckpointError(f"{path} is not a readable PyTorch weights file ({detail.splitlines()[0][:200]})")
-    what = f"the first that torch refused: {refused.group(1)}" if refused else "of classes torch does not allow"
-    return CheckpointError(
-        f"{path} was refused: besides tensors it holds pickled Python objects ({what}), and unpickling those can "
-        "run any code, so .pth files are read with torch.load(weights_only=True), which accepts only tensors and "
-        "plain containers of them. If you trust the file, save its tensors alone in a separate Python session and "
-        f"use that file instead: python -c \"import torch; torch.save(torch.load({str(path)!r}, weights_only=False)"
-        ".state_dict(), 'weights.pth')\" (for a file that holds a dict, save the dict of tensors in it, e.g. "
-        "['state_dict'], instead of .state_dict()).")
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A `.pth` state dict, loaded with weights_only=True: tensors and plain containers only, never code."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise _refusal(path, str(error)) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
-        raise CheckpointError(f"{path} is not a readable PyTorch weights file ({error})") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path} does not hold a state dict (a mapping of names to tensors)")
-    # DataParallel saves keys as "module.<name>".
-    return {key.removeprefix("module."): value for key, value in state.items()}
 
 
 def _norm_of(state: dict[str, torch.Tensor], conv_key: str, norm_key: str) -> str:

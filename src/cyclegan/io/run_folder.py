@@ -5,6 +5,9 @@
     RUN/checkpoints/latest.safetensors, epoch_0005.safetensors, ...
     RUN/samples/epoch_0001.png ...  fixed test images translated after each epoch
     RUN/losses.png, RUN/index.html  the loss curves and the report
+    RUN/scores.json                 scores of the finished model, shown in the report (`cyclegan demo` writes it)
+    RUN/translations/index.html     a gallery of translated test images, linked from the report
+    RUN/data/                       the built-in data set, where the run generated it
     RUN/.lock                       held by the one training process that writes the folder (see `RunLock`)
 """
 
@@ -15,6 +18,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -25,6 +29,8 @@ from typing import Any
 
 from ..config import Config, ConfigError, config_to_yaml
 from .atomic import atomic_write_text
+
+_SAMPLE_NAME = re.compile(r"epoch_(\d+)")
 
 
 class RunFolderBusy(ConfigError):
@@ -61,9 +67,44 @@ class RunFolder:
     def sample_file(self, epoch: int) -> Path:
         return self.samples / f"epoch_{epoch:04d}.png"
 
+    def sample_files(self) -> list[tuple[int, Path]]:
+        """The sample grids as (epoch, path), newest first (by number: epoch_10 precedes epoch_9)."""
+        if not self.samples.is_dir():
+            return []
+        found = []
+        for path in self.samples.glob("epoch_*.png"):
+            match = _SAMPLE_NAME.match(path.name)
+            if match:
+                found.append((int(match.group(1)), path))
+        return sorted(found, key=lambda item: (item[0], item[1].name), reverse=True)
+
+    @property
+    def losses_plot(self) -> Path:
+        return self.root / "losses.png"
+
+    @property
+    def report_file(self) -> Path:
+        return self.root / "index.html"
+
+    @property
+    def scores_file(self) -> Path:
+        return self.root / "scores.json"
+
     @property
     def translations(self) -> Path:
         return self.root / "translations"
+
+    @property
+    def translations_page(self) -> Path:
+        return self.translations / "index.html"
+
+    @property
+    def builtin_data(self) -> Path:
+        return self.root / "data"
+
+    def relative(self, path: Path) -> str:
+        """`path` (inside the run folder) as the page-relative link the report uses: 'samples/epoch_0001.png'."""
+        return path.relative_to(self.root).as_posix()
 
     @property
     def lock_file(self) -> Path:
@@ -71,8 +112,7 @@ class RunFolder:
 
     def run_files(self) -> list[Path]:
         """What a training run has written here (not the built-in data set it may have put in data/)."""
-        files = [self.config_file, self.log_file, self.root / "losses.png", self.root / "index.html",
-                 self.root / "scores.json"]
+        files = [self.config_file, self.log_file, self.losses_plot, self.report_file, self.scores_file]
         found = [path for path in files if path.exists()]
         for folder in (self.checkpoints, self.samples, self.translations):
             if folder.is_dir() and any(folder.iterdir()):

@@ -21,6 +21,7 @@ import torch
 
 from ..io.download import DownloadError, cache_dir, download
 from ..io.images import list_images, load_image
+from ..io.pth import load_pth
 from ..progress import progress_bar
 from . import MetricError
 
@@ -56,11 +57,8 @@ def _inception_class() -> Any:
 
 def check_inception_weights(path: str | Path) -> None:
     """Raise ValueError unless `path` is a tensors-only state dict of the FID Inception-v3."""
-    try:
-        # weights_only: refuse pickled code (torch-fidelity itself loads the file without this guard).
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a file that is not a safe state dict
-        raise ValueError(f"{path} cannot be read as a tensors-only PyTorch state dict ({error})") from None
+    # Read safely here, since torch-fidelity itself loads the file without weights_only; raises CheckpointError.
+    state = load_pth(path)
     for key, shape in _SIGNATURE.items():
         if not isinstance(state, dict) or key not in state or tuple(state[key].shape) != shape:
             raise ValueError(f"{path} is not the FID Inception-v3 weights file {WEIGHTS_FILENAME} "

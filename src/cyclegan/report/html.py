@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from collections.abc import Sequence
 from datetime import datetime
 from html import escape
@@ -18,9 +17,8 @@ from urllib.parse import quote
 
 from cyclegan.io.atomic import atomic_write_text
 from cyclegan.io.images import printable_path
+from cyclegan.io.run_folder import RunFolder
 from cyclegan.report.plots import plot_losses, read_log
-
-_SAMPLE_NAME = re.compile(r"epoch_(\d+)")
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; color: #222;
@@ -49,12 +47,11 @@ pre { background: #fff; border: 1px solid #e2e2e2; border-radius: 6px; padding: 
 
 
 def write_run_report(run_dir: Path) -> Path:
-    """Regenerate `run_dir/losses.png` from `log.jsonl`, then write and return `run_dir/index.html`."""
-    run_dir = Path(run_dir)
-    log_path = run_dir / "log.jsonl"
-    records = read_log(log_path) if log_path.is_file() else []
-    name = run_dir.resolve().name
-    plot_losses(records, run_dir / "losses.png", title=f"Training losses: {name}")
+    """Regenerate the run's loss plot from its log, then write and return its report (RunFolder names both)."""
+    run = RunFolder(Path(run_dir))
+    records = read_log(run.log_file) if run.log_file.is_file() else []
+    name = run.root.resolve().name
+    plot_losses(records, run.losses_plot, title=f"Training losses: {name}")
 
     body = [
         f"<h1>{escape(name)}</h1>",
@@ -62,32 +59,28 @@ def write_run_report(run_dir: Path) -> Path:
         "<h2>Summary</h2>",
         _summary(records),
         "<h2>Losses</h2>",
-        _figure("losses.png", "training losses", None),
+        _figure(run.relative(run.losses_plot), "training losses", None),
     ]
-    body += _scores(run_dir / "scores.json")
-    translations = run_dir / "translations" / "index.html"
-    if translations.is_file():
+    body += _scores(run.scores_file)
+    if run.translations_page.is_file():
         body += [
             "<h2>Translations</h2>",
-            f'<p><a href="{_href("translations/index.html")}">Open the gallery</a></p>',
+            f'<p><a href="{_href(run.relative(run.translations_page))}">Open the gallery</a></p>',
         ]
     body.append("<h2>Samples, newest first</h2>")
-    samples = _sample_files(run_dir / "samples")
+    samples = run.sample_files()
     if not samples:
         body.append('<p class="muted">No sample grids yet; one is written after each epoch.</p>')
     for epoch, path in samples:
-        relative = path.relative_to(run_dir).as_posix()
-        body.append(_figure(relative, f"samples after epoch {epoch}", f"epoch {epoch}"))
+        body.append(_figure(run.relative(path), f"samples after epoch {epoch}", f"epoch {epoch}"))
     body.append("<h2>Configuration</h2>")
-    config = run_dir / "config.yaml"
-    if config.is_file():
-        body.append(f"<pre>{escape(config.read_text(encoding='utf-8'))}</pre>")
+    if run.config_file.is_file():
+        body.append(f"<pre>{escape(run.config_file.read_text(encoding='utf-8'))}</pre>")
     else:
-        body.append('<p class="muted">No config.yaml in this run folder.</p>')
+        body.append(f'<p class="muted">No {escape(run.config_file.name)} in this run folder.</p>')
 
-    out = run_dir / "index.html"
-    atomic_write_text(out, _page(f"{name}: CycleGAN run", body))
-    return out
+    atomic_write_text(run.report_file, _page(f"{name}: CycleGAN run", body))
+    return run.report_file
 
 
 def _scores(path: Path) -> list[str]:
@@ -153,18 +146,6 @@ def _pair_cell(path: Path, folder: Path, role: str) -> str:
         f'<figure><a href="{href}"><img src="{href}" alt="{escape(label)}" loading="lazy"></a>'
         f"<figcaption>{escape(label)}</figcaption></figure>"
     )
-
-
-def _sample_files(samples_dir: Path) -> list[tuple[int, Path]]:
-    """Sample grids named epoch_<number>*.png, newest first (by number: epoch_10 precedes epoch_9)."""
-    if not samples_dir.is_dir():
-        return []
-    found = []
-    for path in samples_dir.glob("epoch_*.png"):
-        match = _SAMPLE_NAME.match(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
-    return sorted(found, key=lambda item: (item[0], item[1].name), reverse=True)
 
 
 def _summary(records: list[dict]) -> str:

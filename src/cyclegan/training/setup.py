@@ -74,7 +74,7 @@ def _resume_config(saved: Config, overrides: dict[str, Any] | None, run: RunFold
     value stays the same may be given (a config file usually repeats them all); changing one that is not in
     RESUMABLE_OVERRIDES is refused, naming each."""
     flat = flat_options(overrides or {})
-    if flat.get("dataroot") == "builtin" and Path(saved.data.dataroot).is_relative_to(run.root / "data"):
+    if flat.get("dataroot") == "builtin" and Path(saved.data.dataroot).is_relative_to(run.builtin_data):
         flat.pop("dataroot")  # the run resolved 'builtin' to the data set it wrote into its folder
     resumed = apply_overrides(saved, {**flat, "run_dir": str(run.root)})
     changed = [f"{name}: {old!r} -> {new!r}" for name, old, new in _differences(saved, resumed)
@@ -186,7 +186,7 @@ def resolve_data_root(config: Config, run: RunFolder) -> Config:
     a paired model gets its aligned variant."""
     if config.data.dataroot != "builtin" or config.data.dir_a is not None:
         return config
-    root = ensure_builtin(run.root / "data", config.data.builtin_size, config.data.builtin_count,
+    root = ensure_builtin(run.builtin_data, config.data.builtin_size, config.data.builtin_count,
                           paired=model_class(config.model).paired)
     return config.replace(data=dataclasses.replace(config.data, dataroot=str(root)))
 
