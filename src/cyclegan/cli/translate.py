@@ -90,6 +90,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--strict", action="store_true",
                         help="Stop at the first input that cannot be read or written (exit 2) instead of "
                              "translating the rest and listing the failures at the end (exit 1).")
+    _add_engine_options(parser)
+    _add_memory_options(parser)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps.")
+    parser.add_argument("--quiet", action="store_true", help="No progress bar.")
+    parser.set_defaults(handler=run)
+
+
+def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exact-convolutions", action="store_true",
                         help="On the CPU, use oneDNN's direct convolutions only. By default a CPU without "
                              "AVX-512 runs the ResNet's stride-1 convolutions through NNPACK's Winograd/FFT kernels "
@@ -105,6 +113,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "fastest within one 8-bit step of exact: onnxruntime where installed and the device is "
                              "a CPU with AVX-512, else torch ($CYCLEGAN_ENGINE sets what auto means). An .onnx "
                              "MODEL always runs on onnxruntime.")
+
+
+def _add_memory_options(parser: argparse.ArgumentParser) -> None:
+    """--max-memory, --tile, --scratch-dir, --max-pixels: exact tiled translation of large images."""
     parser.add_argument("--max-memory", type=parse_size, default=None, metavar="SIZE",
                         help="Memory for one image's translation (its feature maps; the program itself takes a few "
                              "hundred MB more), e.g. 2GB, 512MiB, 3G. An image whose whole-image translation would "
@@ -122,9 +134,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "more than twice that (default: Pillow's N, "
                              f"{Image.MAX_IMAGE_PIXELS}: images over {2 * Image.MAX_IMAGE_PIXELS} pixels, about "
                              f"{int((2 * Image.MAX_IMAGE_PIXELS) ** 0.5)} a side, are refused).")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps.")
-    parser.add_argument("--quiet", action="store_true", help="No progress bar.")
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

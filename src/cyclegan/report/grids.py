@@ -36,16 +36,7 @@ def sample_grid(
     side is `cell_size` pixels: nearest-neighbour when enlarging, so 32-64 px images stay sharp and every
     source pixel becomes an exact block; box-filtered when shrinking.
     """
-    if not rows:
-        raise ValueError("sample_grid needs at least one row")
-    for index, row in enumerate(rows):
-        if len(row) != len(column_titles):
-            raise ValueError(f"row {index} has {len(row)} images for {len(column_titles)} column titles")
-    if row_titles is not None and len(row_titles) != len(rows):
-        raise ValueError(f"{len(row_titles)} row titles for {len(rows)} rows")
-    if cell_size is not None and cell_size < 1:
-        raise ValueError(f"cell_size must be positive, got {cell_size}")
-
+    _check_grid(rows, column_titles, row_titles, cell_size)
     images = [[_cell_image(tensor, cell_size) for tensor in row] for row in rows]
     cell_width = max(image.width for row in images for image in row)
     cell_height = max(image.height for row in images for image in row)
@@ -87,6 +78,19 @@ def sample_grid(
             offset = ((cell_width - image.width) // 2, (cell_height - image.height) // 2)
             canvas.paste(image, (left + offset[0], top + offset[1]))
     return canvas
+
+
+def _check_grid(rows: list[list[torch.Tensor]], column_titles: list[str], row_titles: list[str] | None,
+                cell_size: int | None) -> None:
+    if not rows:
+        raise ValueError("sample_grid needs at least one row")
+    for index, row in enumerate(rows):
+        if len(row) != len(column_titles):
+            raise ValueError(f"row {index} has {len(row)} images for {len(column_titles)} column titles")
+    if row_titles is not None and len(row_titles) != len(rows):
+        raise ValueError(f"{len(row_titles)} row titles for {len(rows)} rows")
+    if cell_size is not None and cell_size < 1:
+        raise ValueError(f"cell_size must be positive, got {cell_size}")
 
 
 def save_png(img: Image.Image, path: str | Path) -> Path:
