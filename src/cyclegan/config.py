@@ -17,12 +17,14 @@ import math
 import re
 import sys
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .model_registry import model_entry, model_names
 from .nets.sizes import size_multiple, smallest_input
 
 if sys.version_info >= (3, 11):
@@ -35,12 +37,11 @@ class ConfigError(ValueError):
     """A configuration value or file that cannot be used; the message says which and what to do."""
 
 
-def option(default: Any, help: str, choices: tuple | None = None) -> Any:
+def option(default: Any, help: str, choices: tuple | Callable[[], tuple] | None = None) -> Any:
     """A dataclass field with the help text (and allowed values) the CLI shows."""
     return field(default=default, metadata={"help": help, "choices": choices})
 
 
-MODELS = ("cyclegan", "pix2pix")
 GENERATORS = ("resnet_9blocks", "resnet_6blocks", "unet_128", "unet_256")
 DISCRIMINATORS = ("basic", "n_layers", "pixel")
 NORMS = ("instance", "batch", "none")
@@ -84,7 +85,7 @@ class ModelConfig:
 
     model: str = option("cyclegan", "Model to train: cyclegan (unpaired, Zhu et al. 2017) or pix2pix (paired, "
                         "Isola et al. 2017; unset options take the official pix2pix defaults: unet_256, batch norm, "
-                        "dropout, vanilla GAN, pool_size 0, no identity loss).", MODELS)
+                        "dropout, vanilla GAN, pool_size 0, no identity loss).", model_names)
     gen_arch: str = option("resnet_9blocks", "Generator: resnet_9blocks (paper, 256px and up), resnet_6blocks "
                            "(paper, 128px), unet_128, unet_256 (pix2pix).", GENERATORS)
     disc_arch: str = option("basic", "Discriminator: basic (70x70 PatchGAN), n_layers (PatchGAN with --n-layers-d), "
@@ -307,11 +308,17 @@ def _validate_fields(obj: Any) -> None:
     """Checks every field needs: one of its choices, if it has them; a finite number, if it is a float."""
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        choices = f.metadata.get("choices")
+        choices = field_choices(f)
         if choices is not None:
             _check_choice(f.name, value, choices)
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{f.name}={value!r} must be a finite number")
+
+
+def field_choices(spec: dataclasses.Field) -> tuple | None:
+    """The values a field allows, or None; a callable (the registered models) is asked each time."""
+    choices = spec.metadata.get("choices")
+    return choices() if callable(choices) else choices
 
 
 def field_types(section: type) -> dict[str, Any]:
@@ -389,17 +396,10 @@ def apply_overrides(config: Config, values: dict[str, Any]) -> Config:
 
 
 def model_defaults(model: str) -> dict[str, Any]:
-    """Options (flat names) whose default differs for `model` from the field defaults, which are CycleGAN's.
-
-    pix2pix takes those of the official code's pix2pix_model.py (Isola et al. 2017): U-Net-256 generator with
-    dropout (Sec. 3.2.1, the noise z), batch norm, the log-likelihood GAN (Eq. 1), no image pool, and no
-    identity loss (a CycleGAN term). Its lambda_l1 = 100 and direction AtoB are already the field defaults.
-    """
-    _check_choice("model", model, MODELS)
-    if model == "pix2pix":
-        return {"gen_arch": "unet_256", "norm": "batch", "dropout": True, "gan_mode": "vanilla", "pool_size": 0,
-                "lambda_identity": 0.0}
-    return {}
+    """Options (flat names) whose default differs for `model` from the field defaults, which are CycleGAN's: those
+    its registry entry gives (pix2pix: the official code's pix2pix_model.py defaults)."""
+    _check_choice("model", model, model_names())
+    return dict(model_entry(model).defaults)
 
 
 def _model_named_in(values: dict[str, Any]) -> str | None:

@@ -11,6 +11,7 @@ from .config import ConfigError
 from .io.checkpoints import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
 from .io.exported import EXPORT_FORMATS, export_generators
 from .io.official import save_official
+from .model_registry import model_entry
 from .models import check_checkpoint_networks
 
 FORMATS = ("safetensors", "official", *EXPORT_FORMATS)
@@ -24,7 +25,8 @@ def export_model(source: str | Path | None, out: str | Path, fmt: str = "safeten
 
     safetensors: `model.safetensors`, both generators and the config (no optimiser or training state), the file to
     share for translation. official: `latest_net_G_A.pth`, `latest_net_G_B.pth` (and `latest_net_D_A.pth`,
-    `latest_net_D_B.pth`) with the official key names, which the official test.py loads unchanged. onnx / pt2:
+    `latest_net_D_B.pth`; pix2pix: `latest_net_G.pth`, `latest_net_D.pth`, the names of the model's registry
+    entry) with the official key names, which the official test.py loads unchanged. onnx / pt2:
     `gen_ab.<fmt>` (and `gen_ba.<fmt>`), one generator each with dynamic batch and sides and its metadata.
     """
     if fmt not in FORMATS:
@@ -51,7 +53,12 @@ def export_model(source: str | Path | None, out: str | Path, fmt: str = "safeten
         nets = {name: weights for name, weights in nets.items() if name.startswith("gen_")}
     if fmt == "safetensors":
         return [save_checkpoint(out / "model.safetensors", config, {"nets": nets})]
-    return save_official(nets, out)
+    names = model_entry(config.model.model).official_names
+    unnamed = sorted(set(nets) - set(names))
+    if unnamed:
+        raise ConfigError(f"model {config.model.model!r} has no official file name for {', '.join(unnamed)}; "
+                          "export it as safetensors instead")
+    return save_official(nets, out, names=names)
 
 
 def _export_graphs(source: str | Path | None, out: Path, fmt: str, pretrained: str | None,

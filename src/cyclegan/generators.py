@@ -14,14 +14,9 @@ from torch import nn
 
 from .config import ModelConfig
 from .io.checkpoints import CheckpointError, check_network_state
+from .model_registry import model_entry
 from .nets.generators import build_generator
 from .nets.layers import init_weights
-
-# Per model: each generator's checkpoint name and the domains it maps between (G: A -> B is gen_ab, F is gen_ba).
-GENERATORS_OF: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "cyclegan": (("gen_ab", "a", "b"), ("gen_ba", "b", "a")),
-    "pix2pix": (("gen_ab", "a", "b"),),
-}
 
 
 def build_generators(config: ModelConfig) -> dict[str, nn.Module]:
@@ -29,7 +24,7 @@ def build_generators(config: ModelConfig) -> dict[str, nn.Module]:
     channels = {"a": config.channels_a, "b": config.channels_b}
     generators = {name: build_generator(config.gen_arch, channels[source], channels[target], config.ngf,
                                         config.norm, config.dropout)
-                  for name, source, target in GENERATORS_OF[config.model]}
+                  for name, source, target in model_entry(config.model).generators}
     # All built, then all initialised: the order in which they draw from the seeded generator since the start.
     return {name: init_weights(generator, config.init_type, config.init_gain) for name, generator in generators.items()}
 

@@ -7,7 +7,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from ..config import SECTIONS, field_types
+from ..config import SECTIONS, field_choices, field_types
 
 
 def _base_type(hint: Any) -> Any:
@@ -31,7 +31,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             if base is bool:
                 group.add_argument(*flags, action=argparse.BooleanOptionalAction, **common)
             else:
-                choices = spec.metadata.get("choices")
+                choices = field_choices(spec)
                 group.add_argument(*flags, type=base, choices=choices, metavar=spec.name.upper(), **common)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,14 +21,15 @@ import torch
 from torch import nn
 
 from ..config import DISCRIMINATORS, GENERATORS, NORMS
+from ..model_registry import model_entry
 from ..nets.discriminators import build_discriminator
 from ..nets.generators import build_generator
 from .atomic import atomic_path, write_failure
 from .checkpoints import CheckpointError
 from .pth import read_state_dict
 
-# Our network -> the official checkpoint name suffix (net_<suffix>.pth).
-OFFICIAL_NAMES = {"gen_ab": "G_A", "gen_ba": "G_B", "disc_b": "D_A", "disc_a": "D_B"}
+# Our network -> the official CycleGAN checkpoint name suffix (net_<suffix>.pth); each model's are in its entry.
+OFFICIAL_NAMES = model_entry("cyclegan").official_names
 _STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 
 
@@ -144,12 +146,14 @@ def official_checkpoint_files(folder: str | Path, epoch: str = "latest") -> dict
     return {ours: path for ours, path in files.items() if path.is_file()}
 
 
-def save_official(nets: dict[str, dict[str, torch.Tensor]], folder: str | Path, epoch: str = "latest") -> list[Path]:
-    """Write our networks' weights as the official code's checkpoint files (bare state dicts, official names), so
-    its test.py loads them unchanged (e.g. `--model test --model_suffix _A` reads latest_net_G_A.pth)."""
+def save_official(nets: dict[str, dict[str, torch.Tensor]], folder: str | Path, epoch: str = "latest",
+                  names: Mapping[str, str] = OFFICIAL_NAMES) -> list[Path]:
+    """Write our networks' weights as the official code's checkpoint files (bare state dicts, official `names`:
+    the model entry's, CycleGAN's by default), so its test.py loads them unchanged (e.g. `--model test
+    --model_suffix _A` reads latest_net_G_A.pth; pix2pix's reads latest_net_G.pth)."""
     written = []
     for ours, state in nets.items():
-        path = Path(folder) / f"{epoch}_net_{OFFICIAL_NAMES[ours]}.pth"
+        path = Path(folder) / f"{epoch}_net_{names[ours]}.pth"
         with atomic_path(path) as temporary:
             try:
                 torch.save({key: value.detach().cpu().clone() for key, value in state.items()}, temporary)

@@ -1,4 +1,5 @@
-"""The models, by the name `ModelConfig.model` gives them: each defines its networks and one optimisation step."""
+"""The models, by the name `ModelConfig.model` gives them (`model_registry`): each defines its networks and one
+optimisation step."""
 
 from __future__ import annotations
 
@@ -11,16 +12,15 @@ import torch
 from ..config import Config, ModelConfig, TrainConfig
 from ..generators import build_generators, load_generators
 from ..io.checkpoints import check_network_state
+from ..model_registry import ModelEntry, model_entry, model_names, register_model, unregister_model
 from .base import TranslationModel
 from .cyclegan import CycleGAN
 from .pix2pix import Pix2Pix
 
-MODELS: dict[str, type[TranslationModel]] = {"cyclegan": CycleGAN, "pix2pix": Pix2Pix}
-
 
 def model_class(config: ModelConfig) -> type[TranslationModel]:
     """The class of the model `config.model` names."""
-    return MODELS[config.model]
+    return model_entry(config.model).load_class()
 
 
 def build_model(config: ModelConfig, train: TrainConfig) -> TranslationModel:
@@ -40,5 +40,6 @@ def check_checkpoint_networks(config: Config, nets: Any, source: str | Path,
     check_network_state(source, networks, nets, config.model)
 
 
-__all__ = ["MODELS", "CycleGAN", "Pix2Pix", "TranslationModel", "build_generators", "build_model",
-           "check_checkpoint_networks", "load_generators", "model_class"]
+__all__ = ["CycleGAN", "ModelEntry", "Pix2Pix", "TranslationModel", "build_generators", "build_model",
+           "check_checkpoint_networks", "load_generators", "model_class", "model_entry", "model_names",
+           "register_model", "unregister_model"]

@@ -65,10 +65,10 @@ def _gradients_finite(optimizer: torch.optim.Optimizer) -> bool:
 
 
 class TranslationModel(nn.Module):
-    """Base of the models. A subclass sets the class attributes, fills `optimizers` and `pools` in its constructor
+    """Base of the models; each has a `model_registry.ModelEntry` (its name, data kind, sample columns, official
+    file names). A subclass sets the class attributes, fills `optimizers` and `pools` in its constructor
     and defines `networks`, `generators_for`, `training_step` and `sample`.
 
-    paired: True if the model learns from aligned pairs (AlignedDataset), False for unpaired folders.
     discriminator_names: the names in `networks()` of the discriminators (a gradient penalty differentiates them).
     precision: float32, or mixed precision (bf16, or fp16 with a gradient scaler), see `autocast`.
 
@@ -77,7 +77,6 @@ class TranslationModel(nn.Module):
     the plain step it is checked against.
     """
 
-    paired: ClassVar[bool] = False
     discriminator_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ModelConfig, precision: str = "float32") -> None:

@@ -85,7 +85,6 @@ class CycleGAN(TranslationModel):
     SimGAN baseline (Sec. 5.1.3), adversarial loss plus |x - G(x)|_1 for both G and F, without the cycle.
     """
 
-    paired = False
     discriminator_names = ("disc_a", "disc_b")
 
     def __init__(self, config: ModelConfig, train: TrainConfig) -> None:

@@ -38,7 +38,6 @@ def build_conditional_discriminator(config: ModelConfig) -> nn.Module:
 class Pix2Pix(TranslationModel):
     """gen_ab and the conditional disc_b, one Adam optimiser each; `training_step` is one iteration on pairs."""
 
-    paired = True
     discriminator_names = ("disc_b",)
 
     def __init__(self, config: ModelConfig, train: TrainConfig) -> None:

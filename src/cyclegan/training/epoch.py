@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from ..data.folders import epoch_order
 from ..io.checkpoints import save_checkpoint
 from ..io.run_folder import LogWriter, RunFolder
+from ..model_registry import model_entry
 from ..models import TranslationModel
 from ..progress import format_duration, progress_bar
 from ..report.grids import sample_grid, save_png
@@ -222,9 +223,8 @@ class Trainer:
 def write_samples(model: TranslationModel, fixed: tuple[torch.Tensor, torch.Tensor], path: Path) -> None:
     """The sample grid of `fixed` (real A, real B) translated by `model`: one row per image pair."""
     images = model.sample(*fixed)
-    columns = [("real A", "real_a"), ("G(A)", "fake_b"), ("F(G(A))", "rec_a"), ("F(A) identity", "idt_a"),
-               ("real B", "real_b"), ("F(B)", "fake_a"), ("G(F(B))", "rec_b"), ("G(B) identity", "idt_b")]
-    columns = [(title, key) for title, key in columns if key in images]  # pix2pix: real A, G(A), real B
+    # The model's own columns, less the images this run's step does not make (identity, with lambda_identity=0).
+    columns = [(title, key) for title, key in model_entry(model.config.model).sample_columns if key in images]
     rows = [[images[key][i].cpu() for _, key in columns] for i in range(len(fixed[0]))]
     save_png(sample_grid(rows, [title for title, _ in columns], cell_size=128), path)
 

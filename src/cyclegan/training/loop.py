@@ -6,7 +6,8 @@
 3. End the epoch (`epoch.Trainer.end_epoch`): a checkpoint, the sample grid and the report.
 
 The loop knows nothing of a model's losses: it feeds batches to `model.training_step` and records what comes back.
-The model (`ModelConfig.model`: CycleGAN or pix2pix) says whether it learns from unpaired folders or aligned pairs.
+The model's registry entry (`model_registry`: CycleGAN, pix2pix, ...) says whether it learns from unpaired folders or
+aligned pairs.
 Every sample of every epoch is a pure function of (seed, epoch, index), and every other random choice is in a
 generator whose state is checkpointed, so a run stopped at any iteration and resumed ends exactly where an
 uninterrupted run would (on the CPU, in deterministic mode).

@@ -32,7 +32,8 @@ from ..io.atomic import remove_stale_temporaries
 from ..io.checkpoints import find_checkpoint, load_checkpoint
 from ..io.images import unreadable_images
 from ..io.run_folder import RunFolder, RunLock
-from ..models import TranslationModel, build_model, check_checkpoint_networks, model_class
+from ..model_registry import model_entry
+from ..models import TranslationModel, build_model, check_checkpoint_networks
 from ..runtime import configure_cudnn, seed_everything
 from .distributed import DistributedContext, rank_seed
 from .state import Counters, TrainingState
@@ -187,14 +188,14 @@ def resolve_data_root(config: Config, run: RunFolder) -> Config:
     if config.data.dataroot != "builtin" or config.data.dir_a is not None:
         return config
     root = ensure_builtin(run.builtin_data, config.data.builtin_size, config.data.builtin_count,
-                          paired=model_class(config.model).paired)
+                          paired=model_entry(config.model.model).paired)
     return config.replace(data=dataclasses.replace(config.data, dataroot=str(root)))
 
 
 def _training_dataset(config: Config) -> UnalignedDataset | AlignedDataset:
-    """Aligned pairs for a paired model (pix2pix), two unpaired folders otherwise (CycleGAN)."""
+    """Aligned pairs for a model whose data kind is aligned (pix2pix), two unpaired folders otherwise (CycleGAN)."""
     channels = (config.model.channels_a, config.model.channels_b)
-    if model_class(config.model).paired:
+    if model_entry(config.model.model).paired:
         return AlignedDataset(*resolve_aligned_folders(config.data), config.data, config.train.seed, *channels)
     return UnalignedDataset(*resolve_folders(config.data), config.data, config.train.seed, *channels)
 
@@ -224,7 +225,7 @@ def _test_or_train(resolve: Callable[[DataConfig, str], tuple], data: DataConfig
 def _fixed_samples(config: Config, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The same few images every epoch: from the test folders when there are any, else from the training ones."""
     count, size = config.train.num_samples, config.data.crop_size
-    if model_class(config.model).paired:
+    if model_entry(config.model.model).paired:
         pairs = AlignedDataset(*_test_or_train(resolve_aligned_folders, config.data), config.data,
                                config.train.seed, config.model.channels_a, config.model.channels_b)
         images_a, images_b = load_test_pairs(pairs, size, count)

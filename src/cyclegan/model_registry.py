@@ -1,0 +1,106 @@
+"""The registry of models: one `ModelEntry` per model names all that the rest of the package needs to know about it.
+
+Adding a model is one file (a `models.base.TranslationModel` subclass) and one `register_model` call. The entry is
+plain data, so the config (which validates `--model` against the names here), translation and export read it
+without importing the training code: the class is named by its import path ("package.module:Class") and imported
+only when a model is built (`ModelEntry.load_class`); a plug-in may give the class itself instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+DATA_KINDS = ("unaligned", "aligned")
+
+# Every column a model may show in its sample grid: (title, key of the image in `TranslationModel.sample`).
+CYCLEGAN_COLUMNS = (("real A", "real_a"), ("G(A)", "fake_b"), ("F(G(A))", "rec_a"), ("F(A) identity", "idt_a"),
+                    ("real B", "real_b"), ("F(B)", "fake_a"), ("G(F(B))", "rec_b"), ("G(B) identity", "idt_b"))
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """What the package knows of one model besides its code.
+
+    name: the value of `--model` (ModelConfig.model).
+    model_class: the TranslationModel subclass, or its import path "package.module:Class".
+    data_kind: "unaligned" (two folders of unpaired images) or "aligned" (side-by-side A|B pairs).
+    generators: each generator's checkpoint name and the domains it maps between, e.g. ("gen_ab", "a", "b").
+    sample_columns: the sample grid's columns, (title, key in `sample`'s images); keys the step does not return
+        (an identity image with lambda_identity=0) are left out.
+    official_names: our network name -> the name in the official implementation's files (latest_net_<name>.pth).
+    defaults: options (flat names) whose default for this model differs from the field defaults (CycleGAN's).
+    """
+
+    name: str
+    model_class: type | str
+    data_kind: str
+    generators: tuple[tuple[str, str, str], ...]
+    sample_columns: tuple[tuple[str, str], ...]
+    official_names: Mapping[str, str]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.data_kind not in DATA_KINDS:
+            raise ValueError(f"model {self.name!r}: data_kind={self.data_kind!r} is not one of {', '.join(DATA_KINDS)}")
+        object.__setattr__(self, "official_names", MappingProxyType(dict(self.official_names)))
+        object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
+
+    @property
+    def paired(self) -> bool:
+        """Whether the model learns from aligned pairs."""
+        return self.data_kind == "aligned"
+
+    def load_class(self) -> type:
+        """The model's class, imported on first use when the entry names it by path."""
+        if not isinstance(self.model_class, str):
+            return self.model_class
+        module, _, attribute = self.model_class.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+_MODELS: dict[str, ModelEntry] = {}
+
+
+def register_model(entry: ModelEntry) -> ModelEntry:
+    """Add `entry` to the models `--model` accepts; a name already taken is refused (ValueError)."""
+    if entry.name in _MODELS:
+        raise ValueError(f"a model named {entry.name!r} is already registered; choose another name")
+    _MODELS[entry.name] = entry
+    return entry
+
+
+def unregister_model(name: str) -> None:
+    """Remove the model `name` (a plug-in's tests clean up with this)."""
+    del _MODELS[name]
+
+
+def model_names() -> tuple[str, ...]:
+    """The registered models' names, in registration order: the choices of `--model`."""
+    return tuple(_MODELS)
+
+
+def model_entry(name: str) -> ModelEntry:
+    """The entry of model `name` (KeyError if none is registered under it)."""
+    return _MODELS[name]
+
+
+register_model(ModelEntry(
+    name="cyclegan", model_class="cyclegan.models.cyclegan:CycleGAN", data_kind="unaligned",
+    generators=(("gen_ab", "a", "b"), ("gen_ba", "b", "a")), sample_columns=CYCLEGAN_COLUMNS,
+    # The official D_A judges domain B (it is trained against G_A's outputs), so it is our disc_b.
+    official_names={"gen_ab": "G_A", "gen_ba": "G_B", "disc_b": "D_A", "disc_a": "D_B"}))
+
+register_model(ModelEntry(
+    name="pix2pix", model_class="cyclegan.models.pix2pix:Pix2Pix", data_kind="aligned",
+    generators=(("gen_ab", "a", "b"),),
+    sample_columns=(("real A", "real_a"), ("G(A)", "fake_b"), ("real B", "real_b")),
+    official_names={"gen_ab": "G", "disc_b": "D"},  # the official pix2pix_model.py saves net_G and net_D
+    # The official pix2pix_model.py's defaults (Isola et al. 2017): U-Net-256 with dropout (Sec. 3.2.1, the noise
+    # z), batch norm, the log-likelihood GAN (Eq. 1), no image pool, no identity loss (a CycleGAN term). Its
+    # lambda_l1 = 100 and direction AtoB are already the field defaults.
+    defaults={"gen_arch": "unet_256", "norm": "batch", "dropout": True, "gan_mode": "vanilla", "pool_size": 0,
+              "lambda_identity": 0.0}))
