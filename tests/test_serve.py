@@ -270,7 +270,8 @@ def test_cors_is_off_by_default(client):
 
 
 def test_full_queue_gets_503_and_sigterm_finishes_the_running_translation(tmp_path):
-    big = _png(np.tile(np.linspace(0, 255, 1200, dtype=np.uint8)[None, :, None], (1200, 1, 3)))
+    side = 2400  # the running translation takes seconds, so the waiting and the refused requests arrive during it
+    big = _png(np.tile(np.linspace(0, 255, side, dtype=np.uint8)[None, :, None], (side, 1, 3)))
     small = _png(_random(16, 16))
     results: dict[str, httpx.Response | Exception] = {}
 
@@ -281,13 +282,16 @@ def test_full_queue_gets_503_and_sigterm_finishes_the_running_translation(tmp_pa
         except httpx.HTTPError as error:
             results[key] = error
 
-    with running_server(str(PAINT), "--queue-size", "1") as server:
+    with running_server(str(PAINT), "--queue-size", "1") as server, httpx.Client(timeout=5) as probe:
+        def queued() -> int:  # one kept-alive connection: polling must not starve the clients' threads
+            return probe.get(f"{server.url}healthz").json()["queued"]
+
         running = threading.Thread(target=post, args=("running", big))
         running.start()
-        _wait_for(lambda: _queued(server.url) == 1)
+        _wait_for(lambda: queued() == 1)
         waiting = threading.Thread(target=post, args=("waiting", small))
         waiting.start()
-        _wait_for(lambda: _queued(server.url) == 2)
+        _wait_for(lambda: queued() == 2)
         full = httpx.post(f"{server.url}v1/translate", content=small, timeout=30)
         body = _check_error(full, 503, "busy")
         assert int(full.headers["retry-after"]) >= 1 and "retry in" in body["message"]
@@ -296,22 +300,18 @@ def test_full_queue_gets_503_and_sigterm_finishes_the_running_translation(tmp_pa
         waiting.join(120)
         assert server.process.wait(60) == 0
     assert results["running"].status_code == 200, results
-    assert Image.open(io.BytesIO(results["running"].content)).size == (1200, 1200)
+    assert Image.open(io.BytesIO(results["running"].content)).size == (side, side)
     _check_error(results["waiting"], 503, "shutting_down")
     assert "cyclegan serve: stopped" in server.output()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{server.url}healthz", timeout=5)
 
 
-def _queued(url: str) -> int:
-    return httpx.get(f"{url}healthz", timeout=5).json()["queued"]
-
-
 def _wait_for(condition, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+        time.sleep(0.1)
 
 
 def test_options_and_their_defaults():

@@ -90,8 +90,6 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise ConfigError(f"cyclegan serve needs FastAPI, uvicorn and python-multipart ({error}); "
                           f"{INSTALL_HINT}") from None
-    if args.queue_size < 0:
-        raise ConfigError(f"--queue-size {args.queue_size}: give 0 or more")
     try:
         settings = ServeSettings(max_bytes=args.max_bytes, max_pixels=args.max_pixels, queue_size=args.queue_size,
                                  max_memory=args.max_memory, token=args.token, cors_origins=tuple(args.cors_origin))

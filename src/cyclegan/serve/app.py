@@ -54,7 +54,7 @@ def create_app(models: dict[str, ServedModel], settings: ServeSettings | None = 
     app = FastAPI(title="cyclegan serve", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None, description="Translate images with CycleGAN models (Zhu et al., ICCV 2017). "
                   "Errors are JSON: {status, error, message}.")
-    app.state.models, app.state.queues, app.state.settings = models, queues, settings
+    app.state.queues = queues  # for begin_shutdown
     add_error_handlers(app)
     if settings.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
