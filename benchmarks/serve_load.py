@@ -92,8 +92,11 @@ def load(url: str, bodies: list[bytes], clients: int, size: int, retry: bool = F
     statuses: dict[str, int] = {}
     failures: list[str] = []
 
-    def client() -> None:
-        with httpx.Client(base_url=url, timeout=600) as http:
+    start = threading.Barrier(clients + 1)
+
+    def client(http: httpx.Client) -> None:
+        with http:
+            start.wait()  # clients are made first (each takes a while): then all begin together
             while True:
                 with lock:
                     if not queue:
@@ -127,10 +130,12 @@ def load(url: str, bodies: list[bytes], clients: int, size: int, retry: bool = F
                     if not good:
                         failures.append("a 200 answer that is not a correct image")
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [threading.Thread(target=client, args=(httpx.Client(base_url=url, timeout=600),))
+               for _ in range(clients)]
     for thread in threads:
         thread.start()
+    start.wait()
+    started = time.perf_counter()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
