@@ -95,7 +95,7 @@ def test_startup_prints_the_address_and_every_model(server):
 
 
 def test_healthz_and_models(client, run):
-    assert client.get("/healthz").json() == {"status": "ok", "models": 3, "queued": 0}
+    assert client.get("/healthz").json() == {"status": "ok", "models": 3, "queued": 0, "translating": 0}
     listing = client.get("/v1/models")
     assert listing.status_code == 200
     models = {model["name"]: model for model in listing.json()["models"]}
@@ -283,12 +283,17 @@ def test_full_queue_gets_503_and_sigterm_finishes_the_running_translation(tmp_pa
             results[key] = error
 
     with running_server(str(PAINT), "--queue-size", "1") as server, httpx.Client(timeout=5) as probe:
-        def queued() -> int:  # one kept-alive connection: polling must not starve the clients' threads
-            return probe.get(f"{server.url}healthz").json()["queued"]
+        def health() -> dict:  # one kept-alive connection: polling must not starve the clients' threads
+            return probe.get(f"{server.url}healthz").json()
+
+        def queued() -> int:
+            return health()["queued"]
 
         running = threading.Thread(target=post, args=("running", big))
         running.start()
-        _wait_for(lambda: queued() == 1)
+        # Its translation has begun (admitted alone is not enough: a small request sent while the big one is still
+        # uploading is translated first, as it reaches the device first).
+        _wait_for(lambda: health() == {"status": "ok", "models": 1, "queued": 1, "translating": 1})
         waiting = threading.Thread(target=post, args=("waiting", small))
         waiting.start()
         _wait_for(lambda: queued() == 2)

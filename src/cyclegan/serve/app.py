@@ -106,7 +106,9 @@ def _add_api_routes(app: FastAPI, models: dict[str, ServedModel], queues: dict[s
     async def healthz() -> JSONResponse:
         closing = any(queue.closing for queue in queues.values())
         return JSONResponse({"status": "shutting_down" if closing else "ok", "models": len(models),
-                             "queued": sum(queue.admitted for queue in queues.values())}, 503 if closing else 200)
+                             "queued": sum(queue.admitted for queue in queues.values()),
+                             "translating": sum(queue.translating for queue in queues.values())},
+                            503 if closing else 200)
 
     @app.get("/v1/models", summary="The models served: names, directions, channels, source",
              responses={401: {"model": ErrorBody}})

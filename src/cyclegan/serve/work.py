@@ -57,6 +57,11 @@ class DeviceQueue:
         self._busy = False
         self._mean_seconds = 1.0  # running mean of translation times, for Retry-After
 
+    @property
+    def translating(self) -> bool:
+        """Whether this device is running a translation now."""
+        return self._busy
+
     def retry_after(self) -> int:
         return max(1, min(60, math.ceil(self._mean_seconds * max(1, self.admitted))))
 
