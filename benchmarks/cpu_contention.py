@@ -56,13 +56,13 @@ def child(spec: dict[str, Any]) -> None:
 
     torch.manual_seed(0)
     config = apply_overrides(Config(), {"gen_arch": "resnet_6blocks", "ngf": 24, "ndf": 24, "device": "cpu"})
-    model = CycleGAN(config.model, config.train)
+    model = CycleGAN(config.networks, config.options, config.train)
     real_a, real_b = torch.rand(1, 3, 64, 64) * 2 - 1, torch.rand(1, 3, 64, 64) * 2 - 1
     step = common.time_calls(lambda: model.training_step(real_a, real_b), spec["repeats"], spec["warmup"])
     from cyclegan.models import build_generators
 
-    generator_config = apply_overrides(Config(), {"gen_arch": "resnet_9blocks", "ngf": 64}).model
-    generator = build_generators(generator_config)["gen_ab"].eval()
+    generator_config = apply_overrides(Config(), {"gen_arch": "resnet_9blocks", "ngf": 64})
+    generator = build_generators(generator_config.model, generator_config.networks)["gen_ab"].eval()
     image = torch.rand(1, 3, 128, 128) * 2 - 1
     with torch.no_grad():
         forward = common.time_calls(lambda: generator(image), spec["repeats"], spec["warmup"])

@@ -76,13 +76,13 @@ def method_config(preset: dict, run_dir: Path, model: str, objective: str, direc
         "run_dir": str(run_dir), "dataroot": "builtin", "builtin_size": preset["builtin_size"],
         "builtin_count": preset["builtin_count"], "load_size": preset["builtin_size"] + preset["builtin_size"] // 8,
         "crop_size": preset["builtin_size"], "gen_arch": "resnet_6blocks", "ngf": preset["ngf"], "ndf": preset["ndf"],
-        "norm": "instance", "n_epochs": n_epochs, "n_epochs_decay": n_decay, "lambda_identity": 0.0,
+        "norm": "instance", "n_epochs": n_epochs, "n_epochs_decay": n_decay,
         "num_workers": 0, "seed": seed, "num_samples": 2, "save_every": 1000, "model": model,
     }
     if model == "pix2pix":
         options.update(direction=direction, gan_mode="lsgan", pool_size=0, dropout=False)
     else:
-        options.update(objective=objective)
+        options.update(objective=objective, lambda_identity=0.0)
     return apply_overrides(Config(), options)
 
 

@@ -136,7 +136,7 @@ def large_case(base: dict[str, Any], size: int, max_memory: str, root: Path) -> 
 
     torch.manual_seed(0)
     config = apply_overrides(Config(), {"gen_arch": "resnet_9blocks", "ngf": base["ngf"]})
-    nets = {name: net.state_dict() for name, net in build_generators(config.model).items()}
+    nets = {name: net.state_dict() for name, net in build_generators(config.model, config.networks).items()}
     model = save_checkpoint(root / "model.safetensors", config, {"nets": nets})
     photo = root / "inputs" / f"photo_{size}.png"
     photo.parent.mkdir()

@@ -85,7 +85,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         "gen_arch": spec["arch"], "ngf": spec["ngf"], "ndf": spec["ndf"], "gan_mode": "lsgan",  # paper Sec. 4
         "lambda_identity": 0.5, "batch_size": 1, "pool_size": spec["pool_size"], "seed": spec["seed"],
         "fast_convolutions": spec["fast_convolutions"]})
-    model = CycleGAN(config.model, config.train)
+    model = CycleGAN(config.networks, config.options, config.train)
     if spec["reference"]:
         plain_networks(model)
     memory_format = torch.channels_last if spec["channels_last"] else torch.contiguous_format
@@ -101,7 +101,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
             setattr(model, name, torch.compile(getattr(model, name)))
 
     size = spec["size"]
-    shape = (1, config.model.channels_a, size, size)
+    shape = (1, config.networks.channels_a, size, size)
     for pool in model.pools.values():  # the steady state: a full pool
         for _ in range(pool.size):
             pool.query(torch.rand(shape) * 2 - 1)

@@ -68,7 +68,7 @@ def write_model(root: Path, arch: str, ngf: int) -> Path:
 
     torch.manual_seed(0)
     config = model_config(arch, ngf)
-    nets = {name: net.state_dict() for name, net in build_generators(config.model).items()}
+    nets = {name: net.state_dict() for name, net in build_generators(config.model, config.networks).items()}
     return save_checkpoint(root / "model.safetensors", config, {"nets": nets})
 
 

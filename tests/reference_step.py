@@ -32,7 +32,7 @@ def reference_step(model: CycleGAN, real_a: torch.Tensor, real_b: torch.Tensor) 
         terms, fake_b, fake_a = _generator_terms(model, real_a, real_b)
     model.backward(sum(terms.values()))
     model.optimizer_step("gen")
-    if model.config.uses_gan:
+    if model.options.uses_gan:
         set_requires_grad((model.disc_a, model.disc_b), True)
         model.optimizers["disc"].zero_grad(set_to_none=True)
         disc_terms = _discriminator_terms(model, "b", model.disc_b, real_b, fake_b)  # D_Y
@@ -46,7 +46,7 @@ def reference_step(model: CycleGAN, real_a: torch.Tensor, real_b: torch.Tensor) 
 
 def _generator_terms(model: CycleGAN, real_a: torch.Tensor, real_b: torch.Tensor
                      ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-    config = model.config
+    config = model.options
     fake_b, fake_a = model.gen_ab(real_a), model.gen_ba(real_b)  # G(x), F(y)
     terms: dict[str, torch.Tensor] = {}
     if config.uses_gan:
@@ -68,7 +68,7 @@ def _generator_terms(model: CycleGAN, real_a: torch.Tensor, real_b: torch.Tensor
 
 def _discriminator_terms(model: CycleGAN, domain: str, disc: torch.nn.Module, real: torch.Tensor,
                          fake: torch.Tensor) -> dict[str, torch.Tensor]:
-    config = model.config
+    config = model.options
     fake = model.pools[domain].query(fake)
     with model.autocast():
         terms = {f"disc_{domain}": losses.discriminator_loss(disc(real), disc(fake), config.gan_mode)}

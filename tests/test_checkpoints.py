@@ -100,7 +100,7 @@ def test_files_that_are_not_checkpoints_are_refused_without_unpickling(tmp_path)
 def model_checkpoint(tmp_path):
     """A checkpoint of a tiny CycleGAN's four networks (and an optimiser-like extra part), as training writes it."""
     config = apply_overrides(Config(), {"gen_arch": "resnet_6blocks", "ngf": 4, "ndf": 4, "crop_size": 32})
-    model = build_model(config.model, config.train)
+    model = build_model(config)
     path = save_checkpoint(tmp_path / "latest.safetensors", config,
                            {"nets": model.network_state(), "progress": {"epoch": 1}})
     return path, config
@@ -118,8 +118,8 @@ def _set(key, value):
     ({"metadata": _drop("config")}, r"holds no config \(no 'config' entry in its metadata\)"),
     ({"metadata": _set("config", "{ngf: 4")}, r"the stored config is not valid JSON \(Expecting property name"),
     ({"metadata": _set("config", "[1, 2]")}, "the stored config is not a mapping of options"),
-    ({"config": lambda c: c["model"].update(ngf=10**9)}, r"the stored config cannot be used \(ngf=1000000000 must"),
-    ({"config": lambda c: c["model"].update(ngf=[4])}, r"the stored config cannot be used \(ngf=\[4\] is not"),
+    ({"config": lambda c: c["networks"].update(ngf=10**9)}, r"the stored config cannot be used \(ngf=1000000000 must"),
+    ({"config": lambda c: c["networks"].update(ngf=[4])}, r"the stored config cannot be used \(ngf=\[4\] is not"),
     ({"metadata": _drop("state")}, r"holds no state record \(no 'state' entry"),
     ({"metadata": _set("state", "[1,")}, "the stored state record is not valid JSON"),
     ({"drop_tensor": "/nets/gen_ab/model.1.weight"},
@@ -156,7 +156,7 @@ def test_a_config_edited_to_no_longer_fit_the_weights_is_refused(model_checkpoin
         change = {**change, "crop_size": 128}  # which the U-Net needs
     path = rewrite_checkpoint(source, tmp_path / "edited.safetensors",
                               config=lambda c: [c[s].update({k: v for k, v in change.items() if k in c[s]})
-                                                for s in c])
+                                                for s in c if isinstance(c[s], dict)])
     config, state = load_checkpoint(path)
     with pytest.raises(CheckpointError, match=rf"^{path}: its weights do not fit the networks its config "
                                               rf"describes \(.*{message}.*use the file as cyclegan wrote it"):
@@ -167,7 +167,7 @@ def test_a_checkpoint_as_written_passes_the_network_check(model_checkpoint):
     path, config = model_checkpoint
     loaded_config, state = load_checkpoint(path)
     check_checkpoint_networks(loaded_config, state["nets"], path)
-    generators = load_generators(loaded_config.model, state["nets"], path)
+    generators = load_generators(loaded_config.model, loaded_config.networks, state["nets"], path)
     assert torch.equal(generators["gen_ab"].model[1].weight, state["nets"]["gen_ab"]["model.1.weight"])
     del state["nets"]["disc_a"]  # a model file: generators only
     check_checkpoint_networks(loaded_config, state["nets"], path, lambda name: name.startswith("gen_"))
@@ -175,7 +175,7 @@ def test_a_checkpoint_as_written_passes_the_network_check(model_checkpoint):
         check_checkpoint_networks(loaded_config, state["nets"], path)
     state["nets"]["gen_ba"]["model.1.weight"] = 3.0
     with pytest.raises(CheckpointError, match=r"gen_ba\.model\.1\.weight is not a tensor"):
-        load_generators(loaded_config.model, state["nets"], path)
+        load_generators(loaded_config.model, loaded_config.networks, state["nets"], path)
     state["nets"]["gen_ab"]["extra"] = torch.zeros(1)
     with pytest.raises(CheckpointError, match=r"gen_ab\.extra is not a network tensor"):
         check_network_state(path, {"gen_ab": generators["gen_ab"]}, state["nets"])

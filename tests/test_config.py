@@ -11,32 +11,36 @@ from cyclegan.config import (
     SECTIONS,
     Config,
     ConfigError,
-    ModelConfig,
+    NetworksConfig,
     apply_overrides,
-    config_from_json,
     config_from_layers,
-    config_to_json,
-    config_to_yaml,
     crop_multiple,
     field_types,
-    load_config_file,
+    option_sections,
     smallest_crop,
 )
+from cyclegan.config_files import config_from_json, config_to_json, config_to_yaml, load_config_file
+from cyclegan.model_registry import model_names
+from cyclegan.models.cyclegan import CycleGANOptions
 from cyclegan.nets.discriminators import build_discriminator
 from cyclegan.nets.generators import build_generator
 
 
 def test_defaults_are_the_papers():
     config = Config()
-    assert (config.model.gan_mode, config.model.lambda_a, config.model.lambda_b) == ("lsgan", 10.0, 10.0)
-    assert config.model.lambda_identity == 0.5 and config.model.norm == "instance"
+    assert (config.options.gan_mode, config.options.lambda_a, config.options.lambda_b) == ("lsgan", 10.0, 10.0)
+    assert config.options.lambda_identity == 0.5 and config.networks.norm == "instance"
     assert (config.train.lr, config.train.beta1, config.train.batch_size) == (2e-4, 0.5, 1)
     assert (config.train.n_epochs, config.train.n_epochs_decay, config.train.pool_size) == (100, 100, 50)
     assert (config.data.load_size, config.data.crop_size) == (286, 256)
 
 
+ALL_SECTIONS = {**SECTIONS, **option_sections()}  # networks, data, train and each model's options
+
+
 def test_every_option_has_help():
-    for cls in SECTIONS.values():
+    assert set(ALL_SECTIONS) >= {"networks", "data", "train", "cyclegan", "pix2pix"}
+    for cls in ALL_SECTIONS.values():
         for spec in dataclasses.fields(cls):
             assert len(spec.metadata.get("help", "")) > 10, spec.name
 
@@ -54,7 +58,22 @@ def test_toml_file_with_sections_and_overrides(tmp_path):
     path.write_text('[model]\nngf = 16\ngen_arch = "unet_128"\n[train]\nn_epochs = 3\n')
     config = apply_overrides(Config(), load_config_file(path))
     config = apply_overrides(config, {"train": {"n_epochs": 7}})
-    assert (config.model.ngf, config.model.gen_arch, config.train.n_epochs) == (16, "unet_128", 7)
+    assert (config.networks.ngf, config.networks.gen_arch, config.train.n_epochs) == (16, "unet_128", 7)
+    path.write_text('model = "cyclegan"\n[networks]\nngf = 16\n[cyclegan]\nlambda_a = 3.0\n[train]\nn_epochs = 3\n')
+    config = apply_overrides(Config(), load_config_file(path))
+    assert (config.networks.ngf, config.options.lambda_a, config.train.n_epochs) == (16, 3.0, 3)
+
+
+def test_a_config_of_the_layout_before_the_networks_section_reads_the_same():
+    """{'model': {'model': ..., networks and every model's options}}, as checkpoints and run folders hold it."""
+    old = {"model": {"model": "pix2pix", "gen_arch": "unet_128", "ngf": 8, "gan_mode": "lsgan", "lambda_l1": 50.0,
+                     "lambda_a": 10.0, "lambda_identity": 0.0, "objective": "full"},
+           "data": {"crop_size": 128, "load_size": 128}, "train": {"pool_size": 3}}
+    config = Config.from_dict(old)
+    assert (config.model, config.networks.gen_arch, config.networks.ngf) == ("pix2pix", "unet_128", 8)
+    assert (config.options.gan_mode, config.options.lambda_l1, config.train.pool_size) == ("lsgan", 50.0, 3)
+    assert Config.from_dict(config.to_dict()) == config
+    assert set(config.to_dict()) == {"model", "networks", "pix2pix", "data", "train"}
 
 
 @pytest.mark.parametrize("values,message", [
@@ -66,6 +85,11 @@ def test_toml_file_with_sections_and_overrides(tmp_path):
     ({"dir_a": "only-one"}, "both dir_a and dir_b"),
     ({"nonsense": 1}, "unknown option 'nonsense'"),
     ({"model": {"lr": 1}}, "does not belong in section 'model'"),
+    ({"networks": {"lambda_a": 1}}, "does not belong in section 'networks'"),
+    ({"pix2pix": {"lambda_l1": 1}}, "section 'pix2pix' holds options of model pix2pix, but the model is 'cyclegan'"),
+    ({"lambda_l1": 5}, "lambda_l1 is an option of pix2pix, not of model 'cyclegan'; leave it out or choose --model "
+                       "pix2pix"),
+    ({"model": "nonesuch"}, "model='nonesuch' is not one of cyclegan, pix2pix"),
 ])
 def test_bad_values_are_refused_with_the_name(values, message):
     with pytest.raises(ConfigError, match=message):
@@ -87,40 +111,45 @@ def test_cli_flags_map_onto_the_dataclasses():
     args = parser.parse_args(["--ngf", "32", "--no-flip", "--lambda_a", "5", "--max-dataset-size", "10",
                               "--lr-policy", "cosine"])
     given = given_options(args)
-    assert given == {"model": {"ngf": 32, "lambda_a": 5.0}, "data": {"flip": False, "max_dataset_size": 10},
+    assert given == {"networks": {"ngf": 32}, "lambda_a": 5.0, "data": {"flip": False, "max_dataset_size": 10},
                      "train": {"lr_policy": "cosine"}}
     config = apply_overrides(Config(), given)
-    assert config.model.ngf == 32 and config.data.flip is False and config.train.lr_policy == "cosine"
+    assert config.networks.ngf == 32 and config.data.flip is False and config.train.lr_policy == "cosine"
     with pytest.raises(SystemExit):
         parser.parse_args(["--gen-arch", "transformer"])
+    given = given_options(parser.parse_args(["--model", "pix2pix", "--lambda-l1", "50", "--gan-mode", "lsgan"]))
+    assert given == {"model": "pix2pix", "lambda_l1": 50.0, "gan_mode": "lsgan"}
+    assert config_from_layers(given).options.lambda_l1 == 50.0
 
 
 def test_ablation_switches():
-    assert ModelConfig(objective="gan_forward").uses_forward_cycle
-    assert not ModelConfig(objective="gan_forward").uses_backward_cycle
-    assert not ModelConfig(objective="cycle_only").uses_gan
-    assert not ModelConfig(objective="gan_only").uses_forward_cycle
+    assert CycleGANOptions(objective="gan_forward").uses_forward_cycle
+    assert not CycleGANOptions(objective="gan_forward").uses_backward_cycle
+    assert not CycleGANOptions(objective="cycle_only").uses_gan
+    assert not CycleGANOptions(objective="gan_only").uses_forward_cycle
 
 
 def test_readme_documents_every_option():
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    for cls in SECTIONS.values():
+    assert "`--model`" in readme
+    for cls in ALL_SECTIONS.values():
         for spec in dataclasses.fields(cls):
             assert f"`--{spec.name.replace('_', '-')}`" in readme, spec.name
 
 
-FLOAT_OPTIONS = [(section, spec.name) for section, cls in SECTIONS.items() for spec in dataclasses.fields(cls)
+FLOAT_OPTIONS = [(section, spec.name) for section, cls in ALL_SECTIONS.items() for spec in dataclasses.fields(cls)
                  if field_types(cls)[spec.name] is float]
 
 
 @pytest.mark.parametrize("section,name", FLOAT_OPTIONS)
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), "nan", "-inf"])
 def test_every_float_option_refuses_nan_and_infinity(section, name, value):
-    assert len(FLOAT_OPTIONS) >= 10  # six lambdas, init_gain, lr, beta1, beta2
+    assert len(FLOAT_OPTIONS) >= 11  # six lambdas of cyclegan, two of pix2pix, init_gain, lr, beta1, beta2
+    model = {"model": section} if section in model_names() else {}
     with pytest.raises(ConfigError, match=rf"^{name}=-?(nan|inf) must be a finite number"):
-        apply_overrides(Config(), {section: {name: value}})
+        config_from_layers({**model, section: {name: value}})
 
 
 def _accepts(net, size, generator):
@@ -135,7 +164,7 @@ def _accepts(net, size, generator):
 @pytest.mark.parametrize("disc_arch,n_layers_d", [("basic", 3), ("n_layers", 1), ("n_layers", 4), ("pixel", 3)])
 def test_the_smallest_crop_is_what_the_networks_accept(gen_arch, disc_arch, n_layers_d):
     """The arithmetic of `smallest_crop` against the networks themselves, for every norm, in training mode."""
-    model = ModelConfig(gen_arch=gen_arch, disc_arch=disc_arch, n_layers_d=n_layers_d)
+    model = NetworksConfig(gen_arch=gen_arch, disc_arch=disc_arch, n_layers_d=n_layers_d)
     smallest, multiple = smallest_crop(model), crop_multiple(model)
     if multiple == 4:  # every size up to two multiples past the smallest, and twice the smallest
         sizes = [*range(1, smallest + 9), 2 * smallest]
@@ -165,7 +194,7 @@ def test_a_config_file_and_flags_are_checked_together(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model:\n  model: pix2pix\ndata:\n  crop_size: 128\n  load_size: 144\n")
     config = config_from_layers(load_config_file(path), {"model": {"gen_arch": "unet_128"}})
-    assert (config.model.gen_arch, config.data.crop_size) == ("unet_128", 128)
+    assert (config.networks.gen_arch, config.data.crop_size) == ("unet_128", 128)
     with pytest.raises(ConfigError, match="crop_size=128 is too small for gen_arch=unet_256"):
         config_from_layers(load_config_file(path))
 
@@ -183,7 +212,7 @@ def test_more_bad_values_are_refused_with_the_name(values, message):
 
 def test_the_largest_seed_and_width_are_accepted():
     config = apply_overrides(Config(), {"seed": 2**64 - 1, "ngf": 4096, "ndf": 4096, "device": "cuda:12"})
-    assert (config.train.seed, config.model.ngf, config.train.device) == (2**64 - 1, 4096, "cuda:12")
+    assert (config.train.seed, config.networks.ngf, config.train.device) == (2**64 - 1, 4096, "cuda:12")
 
 
 @pytest.mark.parametrize("name,text,message", [

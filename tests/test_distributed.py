@@ -49,7 +49,7 @@ def test_ranks_draw_their_own_pool_choices():
 
 def _trained_model(run_dir):
     config, state = load_checkpoint(run_dir / "checkpoints" / "latest.safetensors")
-    model = build_model(config.model, config.train)
+    model = build_model(config)
     model.load_network_state(state["nets"])
     return model
 

@@ -17,7 +17,7 @@ from PIL import Image
 
 import cyclegan
 from cyclegan.cli.main import main
-from cyclegan.config import Config, ConfigError, ModelConfig
+from cyclegan.config import Config, ConfigError, NetworksConfig, apply_overrides
 from cyclegan.engines import ExportingEngine, OnnxRuntimeEngine, choose_engine
 from cyclegan.io import exported
 from cyclegan.io.checkpoints import save_checkpoint
@@ -34,10 +34,10 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def model(tmp_path_factory):
     """A CycleGAN model file (ResNet-6, batch norm with random statistics, 3 -> 1 channels) and its ONNX export."""
     root = tmp_path_factory.mktemp("engines")
-    config = Config().replace(model=ModelConfig(gen_arch="resnet_6blocks", ngf=8, norm="batch", channels_b=1,
-                                                lambda_identity=0.0))
+    config = apply_overrides(Config(), {"gen_arch": "resnet_6blocks", "ngf": 8, "norm": "batch", "channels_b": 1,
+                                        "lambda_identity": 0.0})
     nets = {name: with_random_statistics(net, seed) for seed, (name, net) in
-            enumerate(build_generators(config.model).items())}
+            enumerate(build_generators(config.model, config.networks).items())}
     path = save_checkpoint(root / "model.safetensors", config,
                            {"nets": {name: net.state_dict() for name, net in nets.items()}})
     assert main(["export", str(path), "--format", "onnx", "--out", str(root / "onnx")]) == 0
@@ -79,7 +79,7 @@ def test_the_export_of_a_model_has_both_directions_with_their_metadata(model):
         stored = onnx.load(str(model["onnx"] / f"{name}.onnx"))
         metadata = {prop.key: prop.value for prop in stored.metadata_props}
         assert (metadata["direction"], metadata["channels_in"], metadata["channels_out"]) == (direction, *channels)
-        assert ModelConfig(**json.loads(metadata["config"])) == model["config"].model
+        assert NetworksConfig(**json.loads(metadata["config"])) == model["config"].networks
         engine = OnnxRuntimeEngine(model["onnx"] / f"{name}.onnx")
         x = torch.rand(2, int(channels[0]), 20, 28) * 2 - 1
         with torch.no_grad():

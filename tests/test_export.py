@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cyclegan.cli.main import main
-from cyclegan.config import ConfigError, ModelConfig
+from cyclegan.config import ConfigError, NetworksConfig
 from cyclegan.export import export_model
 from cyclegan.io.exported import METADATA_KEYS, export_generators, read_pt2_metadata
 from cyclegan.io.official import load_official_generator
@@ -41,8 +41,8 @@ SIZES = {4: [(1, 8, 8), (2, 36, 52), (1, 64, 64)], 128: [(1, 128, 128), (2, 128,
 
 
 def _model(arch, norm, channels_in, channels_out, dropout):
-    config = ModelConfig(gen_arch=arch, norm=norm, ngf=8, dropout=dropout, channels_a=channels_in,
-                         channels_b=channels_out, lambda_identity=0.0)
+    config = NetworksConfig(gen_arch=arch, norm=norm, ngf=8, dropout=dropout, channels_a=channels_in,
+                            channels_b=channels_out)
     net = with_random_statistics(build_generator(arch, channels_in, channels_out, 8, norm, dropout))
     return net, config
 
@@ -60,7 +60,7 @@ def _check_metadata(metadata, net, config, direction="AtoB"):
     assert (int(metadata["size_multiple"]), int(metadata["min_size"])) == (net.size_multiple, net.min_size)
     assert json.loads(metadata["value_range"]) == [-1, 1]
     assert metadata["input_layout"] == metadata["output_layout"] == "NCHW"
-    assert ModelConfig(**json.loads(metadata["config"])) == config
+    assert NetworksConfig(**json.loads(metadata["config"])) == config
 
 
 def _check_exports(onnx_path, pt2_path, net, config, inputs):
@@ -102,7 +102,7 @@ def test_official_weights_export_and_reproduce_the_official_output(tmp_path):
         assert main(["export", str(OFFICIAL / f"{name}.pth"), "--format", fmt, "--out", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gen_ab.onnx", "gen_ab.pt2"]  # one direction
     net, spec = load_official_generator(OFFICIAL / f"{name}.pth")
-    config = ModelConfig(gen_arch=spec.arch, ngf=spec.ngf, norm=spec.norm, dropout=spec.dropout, lambda_identity=0.0)
+    config = NetworksConfig(gen_arch=spec.arch, ngf=spec.ngf, norm=spec.norm, dropout=spec.dropout)
     session, module = _check_exports(tmp_path / "gen_ab.onnx", tmp_path / "gen_ab.pt2", net.eval(), config,
                                      _inputs(net, 3))
     official_input, official_output = (np.load(OFFICIAL / f"{name}.{part}.npy") for part in ("input", "output"))

@@ -29,7 +29,7 @@ def test_legacy_checkpoints_translate_to_the_same_pixels(model, directions):
 @pytest.mark.parametrize("model", ["cyclegan", "pix2pix"])
 def test_legacy_checkpoints_resume_training(tmp_path, model):
     config, state = load_checkpoint(LEGACY / f"{model}.safetensors")
-    assert config.model.model == model and config.model.ngf == 4
+    assert config.model == model and config.networks.ngf == 4
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     data = tiny_dataset(tmp_path / "data", count_a=4, count_b=4)  # the data it was trained on, in a new place

@@ -29,7 +29,7 @@ def no_cuda(monkeypatch):
 def tiny_model(tmp_path):
     """A model file of ours with two 4-wide ResNet generators, and an image to translate."""
     config = apply_overrides(Config(), {"gen_arch": "resnet_6blocks", "ngf": 4, "ndf": 4})
-    nets = {name: net.state_dict() for name, net in build_generators(config.model).items()}
+    nets = {name: net.state_dict() for name, net in build_generators(config.model, config.networks).items()}
     path = save_checkpoint(tmp_path / "model.safetensors", config, {"nets": nets})
     Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
     return path, tmp_path / "x.png"
@@ -86,13 +86,13 @@ def test_a_bad_config_file_exits_2(tmp_path, monkeypatch, capsys, name, content,
 
 
 def _ngf(value):
-    return lambda config: config["model"].update(ngf=value)
+    return lambda config: config["networks"].update(ngf=value)
 
 
 @pytest.mark.parametrize("edit,message", [
     ({"config": _ngf(8)}, "its weights do not fit the networks its config describes (model=cyclegan, "
                           "gen_arch=resnet_6blocks, ngf=8"),
-    ({"config": lambda c: c["model"].update(gen_arch="resnet_9blocks")}, "gen_ab.model.16.conv_block.1.weight is "
+    ({"config": lambda c: c["networks"].update(gen_arch="resnet_9blocks")}, "gen_ab.model.16.conv_block.1.weight is "
                                                                          "missing"),
     ({"config": _ngf(10**9)}, "the stored config cannot be used (ngf=1000000000 must be between 1 and 4096)"),
     ({"metadata": lambda m: m.update(config="{ngf: 4")}, "the stored config is not valid JSON"),

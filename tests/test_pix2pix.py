@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from cyclegan.cli.main import main
-from cyclegan.config import ConfigError, ModelConfig, config_from_layers, model_defaults
+from cyclegan.config import Config, ConfigError, apply_overrides, config_from_layers, model_defaults
 from cyclegan.io.checkpoints import load_checkpoint
 from cyclegan.models import CycleGAN, Pix2Pix, build_model
 from cyclegan.training.loop import train
@@ -38,21 +38,23 @@ def paired_root(tmp_path):
 
 def test_model_defaults_apply_under_the_file_and_flags():
     config = config_from_layers({"model": {"model": "pix2pix"}}, {"norm": "instance"})
-    assert (config.model.gen_arch, config.model.gan_mode, config.model.dropout) == ("unet_256", "vanilla", True)
-    assert config.model.norm == "instance"  # what the person sets wins over the model's default
-    assert (config.train.pool_size, config.model.lambda_identity, config.model.lambda_l1) == (0, 0.0, 100.0)
-    assert config_from_layers({"model": "pix2pix"}, {"model": "cyclegan"}).model.gen_arch == "resnet_9blocks"
+    assert (config.networks.gen_arch, config.options.gan_mode, config.networks.dropout) == ("unet_256", "vanilla", True)
+    assert config.networks.norm == "instance"  # what the person sets wins over the model's default
+    assert (config.train.pool_size, config.options.lambda_l1) == (0, 100.0)
+    with pytest.raises(ConfigError, match="lambda_identity is an option of cyclegan, not of model 'pix2pix'"):
+        config_from_layers({"model": "pix2pix", "lambda_identity": 0.5})  # pix2pix has no identity loss
+    assert config_from_layers({"model": "pix2pix"}, {"model": "cyclegan"}).networks.gen_arch == "resnet_9blocks"
     assert model_defaults("cyclegan") == {}
     with pytest.raises(ConfigError, match="model='nope'"):
         model_defaults("nope")
-    with pytest.raises(ConfigError, match="pix2pix has one objective"):
-        ModelConfig(model="pix2pix", objective="gan_only")
-    ModelConfig(model="pix2pix", channels_a=1)  # no identity term, so the channels may differ
+    with pytest.raises(ConfigError, match="objective is an option of cyclegan, not of model 'pix2pix'"):
+        config_from_layers({"model": "pix2pix", "objective": "gan_only"})
+    config_from_layers({"model": "pix2pix", "channels_a": 1})  # no identity term, so the channels may differ
 
 
 def test_step_reports_its_terms_and_the_conditional_discriminator_sees_both_images():
     config = _config("unused", "unused")
-    model = Pix2Pix(config.model, config.train)
+    model = Pix2Pix(config.networks, config.options, config.train)
     assert set(model.network_state()) == {"gen_ab", "disc_b"}
     assert model.disc_b.model[0].in_channels == 6  # cat(a, b)
     disc_before = [p.clone() for p in model.disc_b.parameters()]
@@ -60,7 +62,8 @@ def test_step_reports_its_terms_and_the_conditional_discriminator_sees_both_imag
     assert set(losses) == {"gan", "l1", "disc"}
     assert all(np.isfinite(value) for value in losses.values())
     assert any(not torch.equal(a, b) for a, b in zip(disc_before, model.disc_b.parameters(), strict=True))
-    gray = Pix2Pix(_config("unused", "unused", channels_a=1).model, config.train)
+    gray_config = _config("unused", "unused", channels_a=1)
+    gray = Pix2Pix(gray_config.networks, gray_config.options, gray_config.train)
     assert gray.disc_b.model[0].in_channels == 4
     assert set(gray.training_step(_images(channels=1), _images())) == {"gan", "l1", "disc"}
 
@@ -71,7 +74,7 @@ def test_l1_weight_scales_only_the_l1_term():
     for weight in (1.0, 100.0):
         config = _config("unused", "unused", lambda_l1=weight)
         torch.manual_seed(3)
-        model = Pix2Pix(config.model, config.train)
+        model = Pix2Pix(config.networks, config.options, config.train)
         torch.manual_seed(4)  # the same dropout masks in both
         results[weight] = model.training_step(real_a, real_b)
     assert results[100.0]["l1"] == pytest.approx(100 * results[1.0]["l1"], rel=1e-5)
@@ -81,7 +84,7 @@ def test_l1_weight_scales_only_the_l1_term():
 
 def test_simgan_objective_trains_only_its_terms():
     config = tiny_config("unused", "unused", objective="simgan", lambda_identity=0.0, lambda_self_reg=7.0)
-    model = CycleGAN(config.model, config.train)
+    model = CycleGAN(config.networks, config.options, config.train)
     real_a, real_b = _images(), _images()
     with torch.no_grad():  # instance norm, no dropout: G(a) before the step is what the step's loss sees
         expected_a = 7.0 * (model.gen_ab(real_a) - real_a).abs().mean().item()
@@ -93,7 +96,7 @@ def test_simgan_objective_trains_only_its_terms():
     assert losses["self_reg_b"] == pytest.approx(expected_b, rel=1e-5)
     assert any(not torch.equal(a, b) for a, b in zip(disc_before, model.disc_a.parameters(), strict=True))
     with pytest.raises(ConfigError, match="simgan"):
-        ModelConfig(objective="simgan", channels_a=1, lambda_identity=0.0)
+        apply_overrides(Config(), {"objective": "simgan", "channels_a": 1, "lambda_identity": 0.0})
 
 
 def test_run_on_side_by_side_images_holds_config_log_checkpoints_and_samples(tmp_path):
@@ -107,7 +110,7 @@ def test_run_on_side_by_side_images_holds_config_log_checkpoints_and_samples(tmp
     assert (result.epochs_done, result.steps_done) == (3, 6)
     assert all(set(losses) == {"gan", "l1", "disc"} for _, losses in _losses(run))
     saved, state = load_checkpoint(run / "checkpoints" / "latest.safetensors")
-    assert saved.model.model == "pix2pix" and set(state["nets"]) == {"gen_ab", "disc_b"}
+    assert saved.model == "pix2pix" and set(state["nets"]) == {"gen_ab", "disc_b"}
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["epoch_0001.png", "epoch_0002.png",
                                                                    "epoch_0003.png"]
     assert Image.open(run / "samples" / "epoch_0001.png").width < 128 * 4  # three columns: real A, G(A), real B
@@ -136,7 +139,7 @@ def test_cli_trains_pix2pix_on_the_builtin_paired_data_then_translates_a_to_b(tm
                  "--num-samples", "1", "--quiet"]) == 0
     assert "finished after 1 epoch(s), 2 step(s)" in capsys.readouterr().out
     saved = load_checkpoint(run / "checkpoints" / "latest.safetensors")[0]
-    assert (saved.model.gen_arch, saved.model.norm, saved.model.gan_mode) == ("unet_256", "batch", "vanilla")
+    assert (saved.networks.gen_arch, saved.networks.norm, saved.options.gan_mode) == ("unet_256", "batch", "vanilla")
     data = next((run / "data").iterdir())
     assert data.name.endswith("_paired") and json.loads((data / "builtin.json").read_text())["paired"]
     assert sorted(p.name for p in (data / "trainA").iterdir()) == sorted(p.name for p in (data / "trainB").iterdir())
@@ -154,6 +157,6 @@ def test_cli_trains_pix2pix_on_the_builtin_paired_data_then_translates_a_to_b(tm
 
 def test_build_model_picks_the_class_the_config_names():
     config = _config("unused", "unused")
-    assert isinstance(build_model(config.model, config.train), Pix2Pix)
+    assert isinstance(build_model(config), Pix2Pix)
     cyclegan_config = tiny_config("unused", "unused")
-    assert isinstance(build_model(cyclegan_config.model, cyclegan_config.train), CycleGAN)
+    assert isinstance(build_model(cyclegan_config), CycleGAN)

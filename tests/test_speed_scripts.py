@@ -33,8 +33,8 @@ def _twin_models(pool_size: int, dtype: torch.dtype, width: int, fast_convolutio
     config = apply_overrides(Config(), {"gen_arch": "resnet_6blocks", "ngf": width, "ndf": width,
                                         "pool_size": pool_size, "fast_convolutions": fast_convolutions,
                                         "lambda_identity": 0.5, "gan_mode": "lsgan", **overrides})
-    fused = CycleGAN(config.model, config.train).to(dtype)
-    reference = plain_networks(CycleGAN(config.model, config.train).to(dtype))
+    fused = CycleGAN(config.networks, config.options, config.train).to(dtype)
+    reference = plain_networks(CycleGAN(config.networks, config.options, config.train).to(dtype))
     lean = [module for module in speed_layers(fused) if isinstance(module, (LeanResidualBlock, LeanInstanceNorm2d))]
     assert len(lean) > 6 + 2 * 3 and speed_layers(reference) == []  # the reference runs the plain module path
     # everywhere; the fused step the lean residual blocks and norms

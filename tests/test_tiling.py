@@ -19,7 +19,7 @@ from PIL import Image
 import cyclegan.tiling.store as store_module
 from cyclegan.cli.main import main
 from cyclegan.cli.translate import parse_size
-from cyclegan.config import ModelConfig
+from cyclegan.config import NetworksConfig
 from cyclegan.io.images import load_image, save_image
 from cyclegan.nets.generators import build_generator
 from cyclegan.nets.layers import init_weights
@@ -134,7 +134,7 @@ def test_float32_uint8_tiling_through_the_translator_matches_whole_image_transla
     """What users run: uint8 in and out, float32, the paper's initialisation. With exact convolutions 8-bit
     pixels may differ only at rounding ties, by one step; NNPACK's coarser rounding (`nets.convolutions.conv2d`) adds
     its own error on each side, measured as the whole image's distance to exact convolutions."""
-    config = ModelConfig(gen_arch="resnet_6blocks", ngf=8, norm="instance", lambda_identity=0.0)
+    config = NetworksConfig(gen_arch="resnet_6blocks", ngf=8, norm="instance")
     translator = Translator(_generator(dtype=torch.float32, gain=0.02), None, config, "cpu")
     array = np.random.default_rng(0).integers(0, 256, (90, 70, 3), dtype=np.uint8)
     photo, tensor = Image.fromarray(array), torch.from_numpy(array).permute(2, 0, 1).float() / 127.5 - 1

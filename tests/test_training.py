@@ -67,7 +67,7 @@ def test_run_folder_holds_config_log_checkpoints_samples_and_report(tmp_path, da
     html = (run / "index.html").read_text()
     assert "samples/epoch_0003.png" in html and "losses.png" in html
     saved = load_checkpoint(run / "checkpoints" / "latest.safetensors")[0]
-    assert saved.model.ngf == 4 and "ngf: 4" in (run / "config.yaml").read_text()
+    assert saved.networks.ngf == 4 and "ngf: 4" in (run / "config.yaml").read_text()
 
 
 def test_stop_and_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, dataroot):
@@ -106,9 +106,8 @@ def test_resume_refuses_changes_that_would_break_the_run(tmp_path, dataroot):
     ("gan_backward", {"gan_ab", "gan_ba", "cycle_b", "disc_a", "disc_b"}),
 ])
 def test_ablations_train_only_their_terms(objective, expected):
-    config = tiny_config("unused", "unused", objective=objective, lambda_identity=0.0).model
-    train_config = tiny_config("unused", "unused").train
-    model = CycleGAN(config, train_config)
+    config = tiny_config("unused", "unused", objective=objective, lambda_identity=0.0)
+    model = CycleGAN(config.networks, config.options, config.train)
     disc_before = [p.clone() for p in model.disc_a.parameters()]
     losses = model.training_step(torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1)
     assert set(losses) == expected
@@ -117,8 +116,8 @@ def test_ablations_train_only_their_terms(objective, expected):
 
 
 def test_wgan_gp_applies_its_penalty():
-    config = tiny_config("unused", "unused", gan_mode="wgangp").model
-    model = CycleGAN(config, tiny_config("unused", "unused").train)
+    config = tiny_config("unused", "unused", gan_mode="wgangp")
+    model = CycleGAN(config.networks, config.options, config.train)
     losses = model.training_step(torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1)
     assert losses["gp_a"] > 0 and losses["gp_b"] > 0
 
@@ -184,7 +183,7 @@ def test_mixed_precision_steps_track_float32_and_resume_exactly(tmp_path, dataro
     for kind in ("float32", precision):
         torch.manual_seed(0)
         config = tiny_config(tmp_path / "unused", dataroot, precision=kind)
-        model = CycleGAN(config.model, config.train)
+        model = CycleGAN(config.networks, config.options, config.train)
         faster_layers[kind] = len(speed_layers(model))
         losses[kind] = model.training_step(real_a, real_b)
     assert faster_layers[precision] == 0 < faster_layers["float32"]

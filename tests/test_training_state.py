@@ -39,7 +39,7 @@ def _distributed_tree(model, rank_1_pools, rng_1):
 
 def test_each_rank_gets_its_own_pools_and_random_state_back():
     config, _ = load_checkpoint(LEGACY / "cyclegan.safetensors")
-    model = build_model(config.model, config.train)
+    model = build_model(config)
     image = torch.full((1, 3, 32, 32), 0.25)
     rank_1_pools = {name: {"images": image, "random_state": random.Random(7).getstate()} for name in model.pools}
     random.seed(11)

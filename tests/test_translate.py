@@ -169,7 +169,7 @@ def test_batch_size_and_resize_below_one_are_refused(translator):
 def test_a_missing_direction_says_what_the_model_has():
     config = tiny_config("u", "u")
     net = build_generator("resnet_6blocks", 3, 3, 2, "instance", False)
-    one_way = Translator(net, None, config.model)
+    one_way = Translator(net, None, config.networks)
     for call in (lambda: one_way(Image.new("RGB", (8, 8)), direction="BtoA"),
                  lambda: one_way.translate_each([], "unused", direction="BtoA")):
         with pytest.raises(TranslationError, match="no BtoA generator: it translates AtoB only"):
@@ -218,7 +218,7 @@ def test_loading_a_model_to_translate_imports_no_training_code(tmp_path):
     config = tiny_config(tmp_path / "run", tmp_path / "data", ngf=4)
     model = tmp_path / "model.safetensors"
     save_checkpoint(model, config, {"nets": {name: net.state_dict()
-                                             for name, net in build_generators(config.model).items()}})
+                                             for name, net in build_generators(config.model, config.networks).items()}})
     script = (f"import sys, cyclegan; cyclegan.load({str(model)!r}, device='cpu'); "
               "print(' '.join(sorted(name for name in sys.modules if name.startswith('cyclegan'))))")
     loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()

@@ -17,8 +17,9 @@ import importlib
 from typing import Any
 
 _PUBLIC = {
-    "Config": "config", "ConfigError": "config", "DataConfig": "config", "ModelConfig": "config",
-    "TrainConfig": "config", "apply_overrides": "config", "load_config_file": "config",
+    "Config": "config", "ConfigError": "config", "DataConfig": "config", "NetworksConfig": "config",
+    "TrainConfig": "config", "apply_overrides": "config", "load_config_file": "config_files",
+    "CycleGANOptions": "models.cyclegan", "Pix2PixOptions": "models.pix2pix",
     "StopRequest": "training.loop", "TrainResult": "training.loop", "train": "training.loop",
     "Translator": "translate", "load": "translate",
 }

@@ -2,35 +2,28 @@
 
 Defaults are the paper's (Zhu et al. 2017, Sec. 4 and appendix 7) and the official code's. Every field carries its
 help text in `metadata`, so the command line, config files and the run folder all describe the same thing. A config
-is validated once, when it is built, and saved into the run folder and into every checkpoint.
+is validated once, when it is built, and saved into the run folder and into every checkpoint (config_files.py reads
+and writes the files).
 
-The field defaults are CycleGAN's. Another model replaces some of them with its own (`model_defaults`, e.g.
-pix2pix's U-Net and batch norm); `config_from_layers` applies those before the config file and the flags, so
-anything the person sets still wins.
+A config is the model's name, its networks (`NetworksConfig`: all a checkpoint needs to rebuild them and all
+translation needs), the model's training options (a dataclass beside the model, which its registry entry names),
+the data and the training. The networks' and training's field defaults are CycleGAN's; another model replaces some
+of them with its own (`model_defaults`, e.g. pix2pix's U-Net and batch norm) and brings its options' defaults;
+`config_from_layers` applies those before the config file and the flags, so anything the person sets still wins.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
-import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from .model_registry import model_entry, model_names
 from .nets.sizes import size_multiple, smallest_input
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 
 class ConfigError(ValueError):
@@ -42,31 +35,34 @@ def option(default: Any, help: str, choices: tuple | Callable[[], tuple] | None 
     return field(default=default, metadata={"help": help, "choices": choices})
 
 
+def with_default(cls: type, name: str, default: Any) -> Any:
+    """The option `name` of the dataclass `cls` with another default, for a subclass to restate it: the help and
+    the choices stay one definition."""
+    spec = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return field(default=default, metadata=spec.metadata)
+
+
 GENERATORS = ("resnet_9blocks", "resnet_6blocks", "unet_128", "unet_256")
 DISCRIMINATORS = ("basic", "n_layers", "pixel")
 NORMS = ("instance", "batch", "none")
 INITS = ("normal", "xavier", "kaiming", "orthogonal")
-GAN_MODES = ("lsgan", "vanilla", "wgangp")
-# The paper's ablations (Sec. 5.1.4, Tables 4-5): which terms of the full objective (Eq. 3) are trained; and its
-# SimGAN baseline (Sec. 5.1.3; Shrivastava et al. 2017): adversarial loss plus lambda * |x - G(x)|_1, no cycle.
-OBJECTIVES = ("full", "gan_only", "cycle_only", "gan_forward", "gan_backward", "simgan")
 PRECISIONS = ("float32", "bf16", "fp16")
 PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 DIRECTIONS = ("AtoB", "BtoA")
 LR_POLICIES = ("linear", "step", "cosine")
 
 
-def _check_choice(name: str, value: Any, choices: tuple) -> None:
+def check_choice(name: str, value: Any, choices: tuple) -> None:
     if value not in choices:
         raise ConfigError(f"{name}={value!r} is not one of {', '.join(map(str, choices))}")
 
 
-def _check_positive(name: str, value: float, allow_zero: bool = False) -> None:
+def check_positive(name: str, value: float, allow_zero: bool = False) -> None:
     if value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(f"{name}={value!r} must be {'>= 0' if allow_zero else '> 0'}")
 
 
-def _check_range(name: str, value: float, low: float, high: float, high_inclusive: bool = True) -> None:
+def check_range(name: str, value: float, low: float, high: float, high_inclusive: bool = True) -> None:
     if not (low <= value <= high) or (value == high and not high_inclusive):
         raise ConfigError(f"{name}={value!r} must be between {low} and {high}"
                           f"{'' if high_inclusive else ' (exclusive)'}")
@@ -80,12 +76,11 @@ _DEVICE = re.compile(r"auto|cpu|mps|cuda(:(0|[1-9][0-9]*))?")
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Networks and objective. Paper notation: G: A->B is gen_ab, F: B->A is gen_ba, D_B judges domain B."""
+class NetworksConfig:
+    """The networks' architecture: all that rebuilds a checkpoint's networks and all that translation needs. Paper
+    notation: G: A->B is gen_ab, F: B->A is gen_ba, D_B judges domain B. How the networks are trained is the model's
+    (its options dataclass, `model_registry.ModelEntry.options`)."""
 
-    model: str = option("cyclegan", "Model to train: cyclegan (unpaired, Zhu et al. 2017) or pix2pix (paired, "
-                        "Isola et al. 2017; unset options take the official pix2pix defaults: unet_256, batch norm, "
-                        "dropout, vanilla GAN, pool_size 0, no identity loss).", model_names)
     gen_arch: str = option("resnet_9blocks", "Generator: resnet_9blocks (paper, 256px and up), resnet_6blocks "
                            "(paper, 128px), unet_128, unet_256 (pix2pix).", GENERATORS)
     disc_arch: str = option("basic", "Discriminator: basic (70x70 PatchGAN), n_layers (PatchGAN with --n-layers-d), "
@@ -100,58 +95,33 @@ class ModelConfig:
     init_gain: float = option(0.02, "Scale of the weight initialisation.")
     channels_a: int = option(3, "Channels of domain A images (1 = grayscale, 3 = RGB).", (1, 3))
     channels_b: int = option(3, "Channels of domain B images (1 = grayscale, 3 = RGB).", (1, 3))
-    gan_mode: str = option("lsgan", "Adversarial loss: lsgan (paper Sec. 4), vanilla (log-likelihood, Eq. 1), "
-                           "wgangp (Wasserstein with gradient penalty).", GAN_MODES)
-    lambda_a: float = option(10.0, "Weight of the forward cycle loss |F(G(a)) - a| (paper: 10).")
-    lambda_b: float = option(10.0, "Weight of the backward cycle loss |G(F(b)) - b| (paper: 10).")
-    lambda_identity: float = option(0.5, "Identity loss weight, as a fraction of lambda_a/b (paper Sec. 5.2: 0.5; "
-                                    "0 disables it).")
-    lambda_gp: float = option(10.0, "Gradient penalty weight for wgangp (Gulrajani et al.: 10).")
-    objective: str = option("full", "Terms of the CycleGAN objective: full, a paper ablation (gan_only, "
-                            "cycle_only, gan_forward, gan_backward), or simgan: GAN + lambda_self_reg * "
-                            "|x - G(x)| instead of the cycle (paper Sec. 5.1.3).", OBJECTIVES)
-    lambda_self_reg: float = option(10.0, "Weight of the simgan objective's self-regularisation |a - G(a)| and "
-                                    "|b - F(b)| (Shrivastava et al. 2017). 10, the cycle loss's weight, because the "
-                                    "term takes the cycle's place and is the same mean L1 over pixels.")
-    lambda_l1: float = option(100.0, "Weight of pix2pix's L1 loss |G(a) - b| (Isola et al. 2017, Sec. 4: 100).")
 
     def __post_init__(self) -> None:
-        _validate_fields(self)
+        validate_fields(self)
         for name in ("ngf", "ndf"):
-            _check_range(name, getattr(self, name), 1, MAX_WIDTH)
-        _check_range("n_layers_d", self.n_layers_d, 1, MAX_N_LAYERS_D)
-        for name in ("lambda_a", "lambda_b", "lambda_identity", "lambda_gp", "init_gain", "lambda_self_reg",
-                     "lambda_l1"):
-            _check_positive(name, getattr(self, name), allow_zero=True)
-        if self.model == "pix2pix":
-            if self.objective != "full":
-                raise ConfigError(f"objective={self.objective!r} selects terms of the CycleGAN objective; pix2pix "
-                                  "has one objective (GAN + lambda_l1 * L1): leave objective=full")
-            return  # pix2pix has no identity or self-regularisation term, so A and B may differ in channels
-        if self.lambda_identity > 0 and self.channels_a != self.channels_b:
-            raise ConfigError(
-                f"the identity loss needs domains with equal channels (channels_a={self.channels_a}, "
-                f"channels_b={self.channels_b}); set lambda_identity=0")
-        if self.objective == "simgan" and self.channels_a != self.channels_b:
-            raise ConfigError(
-                f"the simgan objective compares |x - G(x)|, which needs domains with equal channels "
-                f"(channels_a={self.channels_a}, channels_b={self.channels_b})")
+            check_range(name, getattr(self, name), 1, MAX_WIDTH)
+        check_range("n_layers_d", self.n_layers_d, 1, MAX_N_LAYERS_D)
+        check_positive("init_gain", self.init_gain, allow_zero=True)
 
-    @property
-    def uses_gan(self) -> bool:
-        return self.objective != "cycle_only"
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> NetworksConfig:
+        """From a mapping that may hold more than the networks' options (the config of an exported file written
+        before the networks had their own section also held the loss weights): those others are left out."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{name: value for name, value in values.items() if name in names})
 
-    @property
-    def uses_forward_cycle(self) -> bool:
-        return self.objective in ("full", "cycle_only", "gan_forward")
 
-    @property
-    def uses_backward_cycle(self) -> bool:
-        return self.objective in ("full", "cycle_only", "gan_backward")
+@dataclass(frozen=True)
+class ModelOptions:
+    """The base of a model's training options: its own dataclass, beside the model, named by its registry entry
+    (`ModelEntry.options`). Each field is an `option`, so flags, config-file sections and help come from it."""
 
-    @property
-    def uses_self_regularization(self) -> bool:
-        return self.objective == "simgan"
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+    def check_networks(self, networks: NetworksConfig) -> None:
+        """Raise ConfigError if these options cannot train `networks` (e.g. a term that compares an image of one
+        domain with one of the other needs equal channels). Nothing by default."""
 
 
 @dataclass(frozen=True)
@@ -175,12 +145,12 @@ class DataConfig:
     num_workers: int = option(2, "Processes that load images in the background (0 loads in the main process).")
 
     def __post_init__(self) -> None:
-        _validate_fields(self)
+        validate_fields(self)
         for name in ("load_size", "crop_size", "builtin_size", "builtin_count"):
-            _check_positive(name, getattr(self, name))
-        _check_positive("num_workers", self.num_workers, allow_zero=True)
+            check_positive(name, getattr(self, name))
+        check_positive("num_workers", self.num_workers, allow_zero=True)
         if self.max_dataset_size is not None:
-            _check_positive("max_dataset_size", self.max_dataset_size)
+            check_positive("max_dataset_size", self.max_dataset_size)
         if (self.dir_a is None) != (self.dir_b is None):
             raise ConfigError("give both dir_a and dir_b, or neither (and --dataroot)")
         if self.preprocess in ("resize_and_crop", "scale_width_and_crop") and self.crop_size > self.load_size:
@@ -225,16 +195,16 @@ class TrainConfig:
     num_samples: int = option(4, "Fixed test images shown in the sample grids after each epoch.")
 
     def __post_init__(self) -> None:
-        _validate_fields(self)
+        validate_fields(self)
         for name in ("batch_size", "lr", "save_every", "lr_decay_epochs"):
-            _check_positive(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
         for name in ("beta1", "beta2"):  # Adam's moment decay rates: torch.optim.Adam refuses others
-            _check_range(name, getattr(self, name), 0.0, 1.0, high_inclusive=False)
-        _check_range("seed", self.seed, 0, MAX_SEED)
+            check_range(name, getattr(self, name), 0.0, 1.0, high_inclusive=False)
+        check_range("seed", self.seed, 0, MAX_SEED)
         if not _DEVICE.fullmatch(self.device):
             raise ConfigError(f"device={self.device!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
         for name in ("n_epochs", "n_epochs_decay", "pool_size", "num_samples"):
-            _check_positive(name, getattr(self, name), allow_zero=True)
+            check_positive(name, getattr(self, name), allow_zero=True)
         if self.n_epochs + self.n_epochs_decay == 0:
             raise ConfigError("n_epochs + n_epochs_decay must be at least 1")
 
@@ -243,74 +213,117 @@ class TrainConfig:
         return self.n_epochs + self.n_epochs_decay
 
 
-def crop_multiple(model: ModelConfig) -> int:
-    """The multiple of which `model`'s generator needs its input sides (`nets.sizes.size_multiple`)."""
-    return size_multiple(model.gen_arch)
+def crop_multiple(networks: NetworksConfig) -> int:
+    """The multiple of which the generator of `networks` needs its input sides (`nets.sizes.size_multiple`)."""
+    return size_multiple(networks.gen_arch)
 
 
-def smallest_crop(model: ModelConfig) -> int:
-    """The smallest square training image `model`'s networks accept (`nets.sizes.smallest_input`)."""
-    return smallest_input(model.gen_arch, model.disc_arch, model.n_layers_d)
+def smallest_crop(networks: NetworksConfig) -> int:
+    """The smallest square training image `networks` accept (`nets.sizes.smallest_input`)."""
+    return smallest_input(networks.gen_arch, networks.disc_arch, networks.n_layers_d)
 
 
 _CROPPING = ("resize_and_crop", "crop", "scale_width_and_crop")
 
 
-def _check_crop_size(model: ModelConfig, data: DataConfig) -> None:
+def _check_crop_size(networks: NetworksConfig, data: DataConfig) -> None:
     if data.preprocess not in _CROPPING:
         return  # the image sizes come from the files (`none`) or their aspect ratio (`scale_width`)
-    smallest, multiple = smallest_crop(model), crop_multiple(model)
-    networks = f"gen_arch={model.gen_arch} with disc_arch={model.disc_arch}" + (
-        f" and n_layers_d={model.n_layers_d}" if model.disc_arch == "n_layers" else "")
+    smallest, multiple = smallest_crop(networks), crop_multiple(networks)
+    described = f"gen_arch={networks.gen_arch} with disc_arch={networks.disc_arch}" + (
+        f" and n_layers_d={networks.n_layers_d}" if networks.disc_arch == "n_layers" else "")
     if data.crop_size < smallest:
-        raise ConfigError(f"crop_size={data.crop_size} is too small for {networks}: they need crops of at least "
+        raise ConfigError(f"crop_size={data.crop_size} is too small for {described}: they need crops of at least "
                           f"{smallest} pixels; use crop_size >= {smallest}")
     if data.crop_size % multiple:
         lower = data.crop_size // multiple * multiple
         sizes = f"{lower} or {lower + multiple}" if lower >= smallest else str(lower + multiple)
-        raise ConfigError(f"crop_size={data.crop_size} is not a multiple of {multiple}, which the {model.gen_arch} "
-                          f"generator needs to give back images of the input's size; use {sizes}")
+        raise ConfigError(f"crop_size={data.crop_size} is not a multiple of {multiple}, which the "
+                          f"{networks.gen_arch} generator needs to give back images of the input's size; use {sizes}")
+
+
+DEFAULT_MODEL = "cyclegan"
+
+
+def options_class(model: str) -> type[ModelOptions]:
+    """The options dataclass of the registered model `model` (ConfigError naming the choices if there is none)."""
+    check_choice("model", model, model_names())
+    return model_entry(model).load_options()
 
 
 @dataclass(frozen=True)
 class Config:
-    """Everything a run needs; saved as config.yaml in the run folder and inside every checkpoint."""
+    """Everything a run needs; saved as config.yaml in the run folder and inside every checkpoint.
 
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: the registered model's name. networks: the architecture. options: the model's training options, an
+    instance of its registry entry's dataclass (the model's defaults when not given). In a file, the options are
+    the section named after the model (`cyclegan:`, `pix2pix:`)."""
+
+    model: str = DEFAULT_MODEL
+    networks: NetworksConfig = field(default_factory=NetworksConfig)
+    options: ModelOptions | None = None
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        _check_crop_size(self.model, self.data)
+        wanted = options_class(self.model)
+        if self.options is None:
+            object.__setattr__(self, "options", wanted())
+        elif type(self.options) is not wanted:
+            raise ConfigError(f"model {self.model!r} takes {wanted.__name__} options, not "
+                              f"{type(self.options).__name__}")
+        self.options.check_networks(self.networks)
+        _check_crop_size(self.networks, self.data)
 
-    def to_dict(self) -> dict[str, dict[str, Any]]:
-        return dataclasses.asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        """{'model': name, 'networks': {...}, <model name>: {...its options}, 'data': {...}, 'train': {...}}."""
+        return {"model": self.model, "networks": dataclasses.asdict(self.networks),
+                self.model: dataclasses.asdict(self.options), "data": dataclasses.asdict(self.data),
+                "train": dataclasses.asdict(self.train)}
+
+    def flat(self) -> dict[str, Any]:
+        """Every option by its name: the model's name, the networks, the model's options, data and training."""
+        return flat_options(self.to_dict())
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:
-        """Build from {'model': {...}, 'data': {...}, 'train': {...}} or from flat field names; the model named
-        there brings its defaults for every option `values` leaves out (see `model_defaults`)."""
+        """Build from a sectioned (`to_dict`), flat or mixed mapping; the model named there brings its defaults for
+        every option `values` leaves out (see `model_defaults`). The layout written before the networks and the
+        model's options had sections of their own ({'model': {'model': ..., 'gen_arch': ..., 'lambda_a': ...}})
+        is read too: of the options it held for every model, those of the named model are kept."""
         return config_from_layers(values)
 
     @classmethod
     def for_model(cls, model: str) -> Config:
-        """The defaults for `model`: the field defaults with `model_defaults(model)` applied."""
-        return apply_overrides(cls(), {"model": model, **model_defaults(model)})
+        """The defaults for `model`: its options' defaults, and `model_defaults(model)` over the other fields."""
+        return apply_overrides(cls(model=model), model_defaults(model))
 
     def replace(self, **sections: Any) -> Config:
         return dataclasses.replace(self, **sections)
 
 
-SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+# The sections every model has; a model's options are the section named after it (`option_sections`).
+SECTIONS: dict[str, type] = {"networks": NetworksConfig, "data": DataConfig, "train": TrainConfig}
+_FIXED_FIELDS = {f.name: section for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
 
 
-def _validate_fields(obj: Any) -> None:
+def option_sections() -> dict[str, type[ModelOptions]]:
+    """Each registered model's options dataclass, by model name."""
+    return {name: options_class(name) for name in model_names()}
+
+
+def models_with_option(name: str) -> list[str]:
+    """The registered models whose options have a field `name`."""
+    return [model for model, cls in option_sections().items() if name in {f.name for f in dataclasses.fields(cls)}]
+
+
+def validate_fields(obj: Any) -> None:
     """Checks every field needs: one of its choices, if it has them; a finite number, if it is a float."""
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         choices = field_choices(f)
         if choices is not None:
-            _check_choice(f.name, value, choices)
+            check_choice(f.name, value, choices)
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{f.name}={value!r} must be a finite number")
 
@@ -351,131 +364,134 @@ def _coerce(section: type, name: str, value: Any) -> Any:
         raise ConfigError(f"{name}={value!r} is not a valid {base.__name__}") from None
 
 
-def _section_of(name: str) -> str:
-    owners = [s for s, cls in SECTIONS.items() if name in {f.name for f in dataclasses.fields(cls)}]
-    if not owners:
-        known = sorted(f.name for cls in SECTIONS.values() for f in dataclasses.fields(cls))
-        raise ConfigError(f"unknown option {name!r}; known options: {', '.join(known)}")
-    return owners[0]
+def _section_of(name: str, model: str) -> str:
+    """The section that holds option `name` when `model` is trained: a fixed one, or 'options'."""
+    if name in _FIXED_FIELDS:
+        return _FIXED_FIELDS[name]
+    if name in {f.name for f in dataclasses.fields(options_class(model))}:
+        return "options"
+    owners = models_with_option(name)
+    if owners:
+        raise ConfigError(f"{name} is an option of {' and '.join(owners)}, not of model {model!r}; leave it out "
+                          f"or choose --model {owners[0]}")
+    known = sorted({*_FIXED_FIELDS, *(f.name for cls in option_sections().values() for f in dataclasses.fields(cls))})
+    raise ConfigError(f"unknown option {name!r}; known options: model, {', '.join(known)}")
 
 
-def _sectioned(values: dict[str, Any], updates: dict[str, dict[str, Any]] | None = None
+def _legacy_section(values: dict[str, Any], model: str, updates: dict[str, dict[str, Any]]) -> None:
+    """The 'model' section of configs written before the networks and the model's options had sections of their
+    own: it held the model's name, the networks and every model's options. Other models' options never applied to
+    `model`, so they are left out."""
+    for name, value in values.items():
+        owners = models_with_option(name)
+        if name == "model" or (name not in _FIXED_FIELDS and owners and model not in owners):
+            continue
+        section = _section_of(name, model)
+        if section not in ("networks", "options"):
+            raise ConfigError(f"option {name!r} does not belong in section 'model'")
+        updates[section][name] = value
+
+
+def _sectioned(values: dict[str, Any], model: str, updates: dict[str, dict[str, Any]] | None = None
                ) -> dict[str, dict[str, Any]]:
-    """`values`, sectioned or flat, as {'model': {...}, 'data': {...}, 'train': {...}}, added to `updates`."""
-    updates = updates if updates is not None else {s: {} for s in SECTIONS}
+    """`values` (sectioned, flat or mixed) for `model`, as {'networks': {...}, 'options': {...}, 'data': {...},
+    'train': {...}}, added to `updates`."""
+    updates = updates if updates is not None else {s: {} for s in (*SECTIONS, "options")}
     for key, value in values.items():
-        if key in SECTIONS and isinstance(value, dict):
+        if key == "model" and isinstance(value, dict):
+            _legacy_section(value, model, updates)
+        elif key == "model":
+            continue  # the model's name: `model_named_in` took it
+        elif (key in SECTIONS or key in model_names()) and isinstance(value, dict):
+            if key in model_names() and key != model:
+                raise ConfigError(f"section {key!r} holds options of model {key}, but the model is {model!r}; set "
+                                  f"model: {key}, or remove the section")
+            section = key if key in SECTIONS else "options"
             for name, inner in value.items():
-                if _section_of(name) != key:
+                if _section_of(name, model) != section:
                     raise ConfigError(f"option {name!r} does not belong in section {key!r}")
-                updates[key][name] = inner
+                updates[section][name] = inner
         else:
-            updates[_section_of(key)][key] = value
+            updates[_section_of(key, model)][key] = value
     return updates
 
 
 def flat_options(values: dict[str, Any]) -> dict[str, Any]:
-    """Options by name, from a sectioned ({'train': {...}}), flat or mixed mapping (a config file, flags)."""
+    """Options by name, from a sectioned ({'train': {...}}), flat or mixed mapping (a config file, flags); the
+    model's name, if `values` names one, under 'model'."""
     flat: dict[str, Any] = {}
     for key, value in values.items():
-        if key in SECTIONS and isinstance(value, dict):
+        if isinstance(value, dict) and (key in SECTIONS or key in model_names() or key == "model"):
             flat.update(value)
         else:
             flat[key] = value
-    return flat
+    named = model_named_in(values)
+    flat.pop("model", None)
+    return {"model": named, **flat} if named else flat
 
 
-def apply_overrides(config: Config, values: dict[str, Any]) -> Config:
-    """Return `config` with `values` applied; `values` is sectioned ({'model': {...}}) or flat ({'ngf': 32})."""
-    updates = _sectioned(values)
-    sections = {}
-    for name, cls in SECTIONS.items():
+def _updated(config: Config, updates: dict[str, dict[str, Any]]) -> Config:
+    """`config` with `updates` (from `_sectioned`, for `config.model`) converted to the fields' types and applied
+    at once, so that checks across options see the final values, not a half-applied mix."""
+    sections: dict[str, Any] = {}
+    for name, cls in (*SECTIONS.items(), ("options", type(config.options))):
         coerced = {k: _coerce(cls, k, v) for k, v in updates[name].items()}
         sections[name] = dataclasses.replace(getattr(config, name), **coerced)
     return dataclasses.replace(config, **sections)
 
 
+def apply_overrides(config: Config, values: dict[str, Any]) -> Config:
+    """Return `config` with `values` applied; `values` is sectioned ({'networks': {...}}) or flat ({'ngf': 32}).
+    Naming another model gives `config` that model's options, at their defaults, before `values` apply."""
+    model = model_named_in(values) or config.model
+    if model != config.model:
+        config = dataclasses.replace(config, model=model, options=None)
+    return _updated(config, _sectioned(values, model))
+
+
 def model_defaults(model: str) -> dict[str, Any]:
-    """Options (flat names) whose default differs for `model` from the field defaults, which are CycleGAN's: those
-    its registry entry gives (pix2pix: the official code's pix2pix_model.py defaults)."""
-    _check_choice("model", model, model_names())
+    """Options (flat names) besides the model's own whose default differs for `model` from the field defaults:
+    those its registry entry gives (pix2pix: the official code's pix2pix_model.py defaults)."""
+    check_choice("model", model, model_names())
     return dict(model_entry(model).defaults)
 
 
-def _model_named_in(values: dict[str, Any]) -> str | None:
-    section = values.get("model")
-    if isinstance(section, dict):  # sectioned: {'model': {'model': 'pix2pix', ...}}
-        return section.get("model")
-    return section  # flat: {'model': 'pix2pix'}
+def model_named_in(values: dict[str, Any]) -> str | None:
+    """The model a layer of options names: {'model': 'pix2pix'}, or {'model': {'model': 'pix2pix'}} in the layout
+    of older configs; None if it names none."""
+    named = values.get("model")
+    if isinstance(named, dict):
+        named = named.get("model")
+    if named is not None and not isinstance(named, str):
+        raise ConfigError(f"model={named!r} is not a model name; use one of {', '.join(model_names())}")
+    return named
+
+
+def networks_from_dict(values: dict[str, Any]) -> tuple[str, NetworksConfig]:
+    """The model's name and its networks from a stored config (`Config.to_dict`'s layout, or the older one with
+    one 'model' section), without the model's options: all that translation needs, read without importing the
+    model's training code."""
+    model = model_named_in(values) or DEFAULT_MODEL
+    check_choice("model", model, model_names())
+    names = {f.name for f in dataclasses.fields(NetworksConfig)}
+    section = values.get("networks")
+    if section is None and isinstance(values.get("model"), dict):  # the older layout: every model's options too
+        section = {name: value for name, value in values["model"].items() if name in names}
+    if not isinstance(section, dict):
+        raise ConfigError("the config has no 'networks' section")
+    unknown = sorted(set(section) - names)
+    if unknown:
+        raise ConfigError(f"option {unknown[0]!r} does not belong in section 'networks'")
+    return model, NetworksConfig(**{name: _coerce(NetworksConfig, name, value) for name, value in section.items()})
 
 
 def config_from_layers(*layers: dict[str, Any]) -> Config:
     """Build a config from option layers applied in order (e.g. a config file, then command-line flags), on top
     of the defaults of the model the last layer naming one chooses (`Config.for_model`)."""
-    model = Config().model.model
-    merged: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    model = DEFAULT_MODEL
     for layer in layers:
-        model = _model_named_in(layer) or model
-        _sectioned(layer, merged)
-    # Applied at once, so that checks across options see the final values, not a half-applied mix of layers.
-    return apply_overrides(Config.for_model(model), merged)
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last one silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, yaml.Mark] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            try:
-                first = seen.setdefault(key, key_node.start_mark)
-            except TypeError:
-                continue  # an unhashable key: SafeLoader refuses it below
-            if first is not key_node.start_mark:
-                again = key_node.start_mark
-                where = (f"line {first.line + 1} and line {again.line + 1}" if first.line != again.line else
-                         f"line {again.line + 1}, columns {first.column + 1} and {again.column + 1}")
-                raise ConfigError(f"config file {again.name}: {key!r} is given twice ({where}); keep one")
-        return super().construct_mapping(node, deep)
-
-
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML (.yaml/.yml), JSON or TOML (.toml) config file into a dict (not yet validated)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    if path.suffix not in (".toml", ".yaml", ".yml", ".json"):
-        raise ConfigError(f"config file {path}: use a .yaml, .yml, .toml or .json file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"config file {path} is not UTF-8 text (byte {error.start} cannot be decoded); save it "
-                          "as UTF-8") from None
-    try:
-        if path.suffix == ".toml":
-            values = tomllib.loads(text)
-        else:
-            loader = _UniqueKeyLoader(text)
-            loader.name = str(path)  # named in the marks of errors
-            try:
-                values = loader.get_single_data() or {}
-            finally:
-                loader.dispose()
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
-        raise ConfigError(f"config file {path} cannot be parsed: {error}") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of options")
-    return values
-
-
-def config_to_yaml(config: Config) -> str:
-    return yaml.safe_dump(config.to_dict(), sort_keys=False)
-
-
-def config_to_json(config: Config) -> str:
-    return json.dumps(config.to_dict(), sort_keys=True)
-
-
-def config_from_json(text: str) -> Config:
-    return Config.from_dict(json.loads(text))
+        model = model_named_in(layer) or model
+    merged: dict[str, dict[str, Any]] = {s: {} for s in (*SECTIONS, "options")}
+    for layer in layers:
+        _sectioned(layer, model, merged)
+    return _updated(Config.for_model(model), merged)

@@ -25,7 +25,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from .config import DIRECTIONS, ConfigError, ModelConfig
+from .config import DIRECTIONS, ConfigError, NetworksConfig
 from .io.checkpoints import CheckpointError
 from .io.download import cache_dir
 from .io.exported import INSTALL_HINT, cached_onnx, generator_metadata
@@ -114,10 +114,11 @@ class OnnxRuntimeEngine:
         (output,) = self.session.run(None, {self.input_name: array})
         return torch.from_numpy(output).to(batch.device)
 
-    def model_config(self) -> ModelConfig:
-        """The config of the model this generator came from (its metadata's `config`)."""
+    def networks_config(self) -> NetworksConfig:
+        """The networks of the model this generator came from (its metadata's `config`; a file exported before
+        the networks had a config of their own also holds the model's loss weights there, which are left out)."""
         try:
-            config = ModelConfig(**json.loads(self.metadata["config"]))
+            config = NetworksConfig.from_dict(json.loads(self.metadata["config"]))
         except (KeyError, ValueError, TypeError) as error:  # ConfigError and JSONDecodeError are ValueErrors
             raise CheckpointError(f"{self.path}: its metadata's config cannot be used ({error}); export the model "
                                   "again with `cyclegan export --format onnx`") from None
@@ -154,7 +155,7 @@ class ExportingEngine:
     """The onnxruntime engine for one of our torch generators: exported into the cache (or found there) on the
     first call, so a direction that is never used is never exported."""
 
-    def __init__(self, net: nn.Module, config: ModelConfig, direction: str, cache: Path | None = None) -> None:
+    def __init__(self, net: nn.Module, config: NetworksConfig, direction: str, cache: Path | None = None) -> None:
         self.net = net
         self.metadata = generator_metadata(net, config, direction)
         self.size_multiple, self.min_size = net.size_multiple, net.min_size
@@ -173,7 +174,7 @@ class ExportingEngine:
         return self.ready()(batch)
 
 
-def engines_for(generators: dict[str, nn.Module], config: ModelConfig, engine: str) -> dict[str, Engine]:
+def engines_for(generators: dict[str, nn.Module], config: NetworksConfig, engine: str) -> dict[str, Engine]:
     """The engines, by direction, that run `generators` (torch generators by direction) with `engine` (resolved:
     torch or onnxruntime)."""
     if engine == "torch":

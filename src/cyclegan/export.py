@@ -53,10 +53,10 @@ def export_model(source: str | Path | None, out: str | Path, fmt: str = "safeten
         nets = {name: weights for name, weights in nets.items() if name.startswith("gen_")}
     if fmt == "safetensors":
         return [save_checkpoint(out / "model.safetensors", config, {"nets": nets})]
-    names = model_entry(config.model.model).official_names
+    names = model_entry(config.model).official_names
     unnamed = sorted(set(nets) - set(names))
     if unnamed:
-        raise ConfigError(f"model {config.model.model!r} has no official file name for {', '.join(unnamed)}; "
+        raise ConfigError(f"model {config.model!r} has no official file name for {', '.join(unnamed)}; "
                           "export it as safetensors instead")
     return save_official(nets, out, names=names)
 

@@ -1,4 +1,4 @@
-"""The generators a model's config describes, built and loaded: all that translation needs.
+"""The generators of a model and its networks' config, built and loaded: all that translation needs.
 
 Translation imports this module, never `models/`: loading a model to translate must not load the training code
 (optimisers, image pools, losses, distributed wrappers). Each model's generators are named as in its checkpoints.
@@ -12,29 +12,28 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import ModelConfig
-from .io.checkpoints import CheckpointError, check_network_state
+from .config import NetworksConfig
+from .io.checkpoints import CheckpointError, check_network_state, describe_networks
 from .model_registry import model_entry
 from .nets.generators import build_generator
 from .nets.layers import init_weights
 
 
-def build_generators(config: ModelConfig) -> dict[str, nn.Module]:
-    """The generators of the model `config.model` names, initialised, by checkpoint name (gen_ab, gen_ba)."""
-    channels = {"a": config.channels_a, "b": config.channels_b}
-    generators = {name: build_generator(config.gen_arch, channels[source], channels[target], config.ngf,
-                                        config.norm, config.dropout)
-                  for name, source, target in model_entry(config.model).generators}
+def build_generators(model: str, networks: NetworksConfig) -> dict[str, nn.Module]:
+    """The generators of the registered `model` with `networks`, initialised, by checkpoint name (gen_ab, gen_ba)."""
+    n, channels = networks, {"a": networks.channels_a, "b": networks.channels_b}
+    generators = {name: build_generator(n.gen_arch, channels[source], channels[target], n.ngf, n.norm, n.dropout)
+                  for name, source, target in model_entry(model).generators}
     # All built, then all initialised: the order in which they draw from the seeded generator since the start.
-    return {name: init_weights(generator, config.init_type, config.init_gain) for name, generator in generators.items()}
+    return {name: init_weights(generator, n.init_type, n.init_gain) for name, generator in generators.items()}
 
 
-def load_generators(config: ModelConfig, nets: Any, source: str | Path) -> dict[str, nn.Module]:
-    """The generators of `config`'s model holding the weights `nets` (a checkpoint's "nets" state, read from
-    `source`), after checking that every tensor is there with the shape `config` gives (CheckpointError if not)."""
+def load_generators(model: str, networks: NetworksConfig, nets: Any, source: str | Path) -> dict[str, nn.Module]:
+    """The generators of `model` with `networks` holding the weights `nets` (a checkpoint's "nets" state, read from
+    `source`), after checking that every tensor is there with the shape `networks` gives (CheckpointError if not)."""
     with torch.device("meta"):  # no time spent initialising weights that the file replaces at once
-        generators = build_generators(config)
-    check_network_state(source, generators, nets, config)
+        generators = build_generators(model, networks)
+    check_network_state(source, generators, nets, f"model={model}, {describe_networks(networks)}")
     for name, generator in generators.items():
         generator.load_state_dict(nets[name], assign=True)
         if any(tensor.is_meta for tensor in [*generator.parameters(), *generator.buffers()]):

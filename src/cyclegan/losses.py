@@ -12,6 +12,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as functional
 
+GAN_MODES = ("lsgan", "vanilla", "wgangp")  # the adversarial losses below implement
+
 
 def generator_adversarial_loss(fake_scores: torch.Tensor, gan_mode: str) -> torch.Tensor:
     """What a generator minimises so that the discriminator calls its images real."""
@@ -21,7 +23,7 @@ def generator_adversarial_loss(fake_scores: torch.Tensor, gan_mode: str) -> torc
         return functional.binary_cross_entropy_with_logits(fake_scores, torch.ones_like(fake_scores))
     if gan_mode == "wgangp":  # Gulrajani et al. 2017: -E[D(G(x))]
         return -fake_scores.mean()
-    raise ValueError(f"unknown gan_mode {gan_mode!r}; use lsgan, vanilla or wgangp")
+    raise ValueError(f"unknown gan_mode {gan_mode!r}; use {', '.join(GAN_MODES)}")
 
 
 def discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor, gan_mode: str) -> torch.Tensor:
@@ -40,7 +42,7 @@ def discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor, gan
         return 0.5 * (real + fake)
     if gan_mode == "wgangp":
         return fake_scores.mean() - real_scores.mean()
-    raise ValueError(f"unknown gan_mode {gan_mode!r}; use lsgan, vanilla or wgangp")
+    raise ValueError(f"unknown gan_mode {gan_mode!r}; use {', '.join(GAN_MODES)}")
 
 
 def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,

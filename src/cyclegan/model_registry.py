@@ -1,9 +1,11 @@
 """The registry of models: one `ModelEntry` per model names all that the rest of the package needs to know about it.
 
-Adding a model is one file (a `models.base.TranslationModel` subclass) and one `register_model` call. The entry is
-plain data, so the config (which validates `--model` against the names here), translation and export read it
-without importing the training code: the class is named by its import path ("package.module:Class") and imported
-only when a model is built (`ModelEntry.load_class`); a plug-in may give the class itself instead.
+Adding a model is one file (a `models.base.TranslationModel` subclass and its options dataclass, a
+`config.ModelOptions`) and one `register_model` call. The config validates `--model` against the names here and
+takes the model's options from its dataclass: its flags, its config-file section (named after the model), their
+help and their checks. The entry is plain data: the class and the options are named by their import path
+("package.module:Class") and imported when first needed (`load_class`, `load_options`); a plug-in may give the
+classes themselves instead.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from types import MappingProxyType
 from typing import Any
 
 DATA_KINDS = ("unaligned", "aligned")
+# A config file's sections besides the model's own (config.SECTIONS, and "model" for its name): no model's name.
+RESERVED_NAMES = ("model", "networks", "data", "train")
 
 # Every column a model may show in its sample grid: (title, key of the image in `TranslationModel.sample`).
 CYCLEGAN_COLUMNS = (("real A", "real_a"), ("G(A)", "fake_b"), ("F(G(A))", "rec_a"), ("F(A) identity", "idt_a"),
@@ -25,18 +29,23 @@ CYCLEGAN_COLUMNS = (("real A", "real_a"), ("G(A)", "fake_b"), ("F(G(A))", "rec_a
 class ModelEntry:
     """What the package knows of one model besides its code.
 
-    name: the value of `--model` (ModelConfig.model).
+    name: the value of `--model` (`Config.model`) and of its options' section in a config file.
+    summary: what the model is, for the help of `--model` (e.g. "unpaired, Zhu et al. 2017").
     model_class: the TranslationModel subclass, or its import path "package.module:Class".
+    options: its training options, a `config.ModelOptions` dataclass, or its import path.
     data_kind: "unaligned" (two folders of unpaired images) or "aligned" (side-by-side A|B pairs).
     generators: each generator's checkpoint name and the domains it maps between, e.g. ("gen_ab", "a", "b").
     sample_columns: the sample grid's columns, (title, key in `sample`'s images); keys the step does not return
         (an identity image with lambda_identity=0) are left out.
     official_names: our network name -> the name in the official implementation's files (latest_net_<name>.pth).
-    defaults: options (flat names) whose default for this model differs from the field defaults (CycleGAN's).
+    defaults: network, data or training options (flat names) whose default for this model differs from the field
+        defaults (CycleGAN's). The model's own options take their defaults from its dataclass.
     """
 
     name: str
+    summary: str
     model_class: type | str
+    options: type | str
     data_kind: str
     generators: tuple[tuple[str, str, str], ...]
     sample_columns: tuple[tuple[str, str], ...]
@@ -44,6 +53,9 @@ class ModelEntry:
     defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.name in RESERVED_NAMES:
+            raise ValueError(f"a model cannot be named {self.name!r}: config files use that name for a section of "
+                             f"their own ({', '.join(RESERVED_NAMES)})")
         if self.data_kind not in DATA_KINDS:
             raise ValueError(f"model {self.name!r}: data_kind={self.data_kind!r} is not one of {', '.join(DATA_KINDS)}")
         object.__setattr__(self, "official_names", MappingProxyType(dict(self.official_names)))
@@ -56,10 +68,18 @@ class ModelEntry:
 
     def load_class(self) -> type:
         """The model's class, imported on first use when the entry names it by path."""
-        if not isinstance(self.model_class, str):
-            return self.model_class
-        module, _, attribute = self.model_class.partition(":")
-        return getattr(importlib.import_module(module), attribute)
+        return _loaded(self.model_class)
+
+    def load_options(self) -> type:
+        """The model's options dataclass, imported on first use when the entry names it by path."""
+        return _loaded(self.options)
+
+
+def _loaded(target: type | str) -> type:
+    if not isinstance(target, str):
+        return target
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 _MODELS: dict[str, ModelEntry] = {}
@@ -89,18 +109,19 @@ def model_entry(name: str) -> ModelEntry:
 
 
 register_model(ModelEntry(
-    name="cyclegan", model_class="cyclegan.models.cyclegan:CycleGAN", data_kind="unaligned",
+    name="cyclegan", summary="unpaired, Zhu et al. 2017", model_class="cyclegan.models.cyclegan:CycleGAN",
+    options="cyclegan.models.cyclegan:CycleGANOptions", data_kind="unaligned",
     generators=(("gen_ab", "a", "b"), ("gen_ba", "b", "a")), sample_columns=CYCLEGAN_COLUMNS,
     # The official D_A judges domain B (it is trained against G_A's outputs), so it is our disc_b.
     official_names={"gen_ab": "G_A", "gen_ba": "G_B", "disc_b": "D_A", "disc_a": "D_B"}))
 
 register_model(ModelEntry(
-    name="pix2pix", model_class="cyclegan.models.pix2pix:Pix2Pix", data_kind="aligned",
+    name="pix2pix", summary="paired, Isola et al. 2017", model_class="cyclegan.models.pix2pix:Pix2Pix",
+    options="cyclegan.models.pix2pix:Pix2PixOptions", data_kind="aligned",
     generators=(("gen_ab", "a", "b"),),
     sample_columns=(("real A", "real_a"), ("G(A)", "fake_b"), ("real B", "real_b")),
     official_names={"gen_ab": "G", "disc_b": "D"},  # the official pix2pix_model.py saves net_G and net_D
     # The official pix2pix_model.py's defaults (Isola et al. 2017): U-Net-256 with dropout (Sec. 3.2.1, the noise
-    # z), batch norm, the log-likelihood GAN (Eq. 1), no image pool, no identity loss (a CycleGAN term). Its
-    # lambda_l1 = 100 and direction AtoB are already the field defaults.
-    defaults={"gen_arch": "unet_256", "norm": "batch", "dropout": True, "gan_mode": "vanilla", "pool_size": 0,
-              "lambda_identity": 0.0}))
+    # z), batch norm, no image pool. Its GAN and L1 weight are Pix2PixOptions' defaults; direction AtoB is already
+    # the field default.
+    defaults={"gen_arch": "unet_256", "norm": "batch", "dropout": True, "pool_size": 0}))

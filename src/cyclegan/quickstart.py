@@ -71,8 +71,8 @@ def run_demo(config: Config, show_progress: bool = True) -> DemoResult:
     trained = Translator.load(run.root, device=config.train.device)
     scores: dict[str, dict[str, float]] = {}
     all_pairs = []
-    for direction, source, truth, channels in (("AtoB", "testA", "testB", config.model.channels_b),
-                                               ("BtoA", "testB", "testA", config.model.channels_a)):
+    for direction, source, truth, channels in (("AtoB", "testA", "testB", config.networks.channels_b),
+                                               ("BtoA", "testB", "testA", config.networks.channels_a)):
         inputs = list_images(data_root / source)
         pairs = trained.translate_files(inputs, out / direction, direction, show_progress=show_progress)
         baseline = untrained.translate_files(inputs, out / "untrained" / direction, direction,
@@ -83,6 +83,7 @@ def run_demo(config: Config, show_progress: bool = True) -> DemoResult:
     write_translation_page(all_pairs, run.translations_page, "Test images: A->B (labels->photos), B->A")
     atomic_write_text(run.scores_file, json.dumps(
         {"metric": "mean L1 to paired ground truth, [-1, 1] units (lower is better)", "scores": scores,
-         "config": dataclasses.asdict(config.model)}, indent=2))
+         "config": {"model": config.model, "networks": dataclasses.asdict(config.networks),
+                    config.model: dataclasses.asdict(config.options)}}, indent=2))
     write_run_report(run.root)
     return DemoResult(run.root, scores, out)

@@ -31,10 +31,10 @@ import torch.nn.functional as functional
 from PIL import Image
 from torch import nn
 
-from .config import DIRECTIONS, PRECISIONS, Config, ModelConfig
+from .config import DIRECTIONS, PRECISIONS, Config, NetworksConfig
 from .engines import DEFAULT_ENGINE, Engine, OnnxRuntimeEngine, choose_engine, engines_for
 from .generators import build_generators, load_generators
-from .io.checkpoints import CheckpointError, find_checkpoint, load_checkpoint
+from .io.checkpoints import CheckpointError, find_checkpoint, load_networks
 from .io.images import ImageError, convert_mode, image_to_tensor, load_image, output_paths, save_image, tensor_to_image
 from .io.official import load_official_generator, official_checkpoint_files
 from .nets.speed import speed_up
@@ -103,7 +103,7 @@ class Translator:
     networks themselves; onnxruntime, their ONNX export (on the CPU); auto (the default), the fastest of the two
     that stays within one 8-bit step of exact (onnxruntime on AVX-512 CPUs where installed)."""
 
-    def __init__(self, gen_ab: nn.Module | Engine | None, gen_ba: nn.Module | Engine | None, config: ModelConfig,
+    def __init__(self, gen_ab: nn.Module | Engine | None, gen_ba: nn.Module | Engine | None, config: NetworksConfig,
                  device: torch.device | str = "cpu", engine: str = DEFAULT_ENGINE) -> None:
         self.config = config
         self.engine_asked = engine
@@ -156,21 +156,21 @@ class Translator:
     def load(cls, path: str | Path, device: str = "auto", engine: str = DEFAULT_ENGINE) -> Translator:
         """Load a model; no architecture flags needed. `path` is one of: a run folder (its latest checkpoint), a
         checkpoint or model file of ours (.safetensors; a pix2pix model translates A->B only), an official generator
-        file (.pth: A->B only), an official checkpoint folder (latest_net_G_A.pth and latest_net_G_B.pth), or a
-        generator exported by `cyclegan export --format onnx` (.onnx: its one direction, always on onnxruntime)."""
+        file (.pth: A->B only), an official checkpoint folder (CycleGAN's latest_net_G_A.pth and latest_net_G_B.pth,
+        or pix2pix's latest_net_G.pth), or a generator exported by `cyclegan export --format onnx` (.onnx: its one
+        direction, always on onnxruntime)."""
         path = Path(path)
         if path.suffix == ".onnx":
             exported = OnnxRuntimeEngine(path)
             pair = (exported, None) if exported.direction == "AtoB" else (None, exported)
-            return cls(*pair, exported.model_config(), device, "onnxruntime")
+            return cls(*pair, exported.networks_config(), device, "onnxruntime")
         if path.suffix == ".pth" or (path.is_dir() and official_checkpoint_files(path)):
             return cls._load_official(path, device, engine)
         checkpoint = find_checkpoint(path)
-        config, state = load_checkpoint(checkpoint, device="cpu", prefix="nets")
-        generators = load_generators(config.model, state["nets"], checkpoint)  # checked against the config
-        logger.info("loaded %s (%s, %s, ngf=%d)", checkpoint, config.model.model, config.model.gen_arch,
-                    config.model.ngf)
-        return cls(generators["gen_ab"], generators.get("gen_ba"), config.model, device, engine)
+        model, networks, state = load_networks(checkpoint, device="cpu")
+        generators = load_generators(model, networks, state["nets"], checkpoint)  # checked against the config
+        logger.info("loaded %s (%s, %s, ngf=%d)", checkpoint, model, networks.gen_arch, networks.ngf)
+        return cls(generators["gen_ab"], generators.get("gen_ba"), networks, device, engine)
 
     @classmethod
     def from_pretrained(cls, name: str, base_url: str | None = None, device: str = "auto",
@@ -188,20 +188,21 @@ class Translator:
             if name in files:
                 nets[name], specs[name] = load_official_generator(files[name])
         if not nets:
-            raise CheckpointError(f"{path} holds no official generator (latest_net_G_A.pth / latest_net_G_B.pth)")
+            raise CheckpointError(f"{path} holds no official generator (CycleGAN's latest_net_G_A.pth / "
+                                  "latest_net_G_B.pth, or pix2pix's latest_net_G.pth)")
         spec = specs.get("gen_ab") or specs["gen_ba"]
         channels_a, channels_b = ((spec.in_channels, spec.out_channels) if "gen_ab" in specs
                                   else (spec.out_channels, spec.in_channels))
-        config = ModelConfig(gen_arch=spec.arch, ngf=spec.ngf, norm=spec.norm, dropout=spec.dropout,
-                             channels_a=channels_a, channels_b=channels_b, lambda_identity=0.0)
+        config = NetworksConfig(gen_arch=spec.arch, ngf=spec.ngf, norm=spec.norm, dropout=spec.dropout,
+                                channels_a=channels_a, channels_b=channels_b)
         logger.info("loaded official weights %s (%s, ngf=%d, norm=%s)", path, spec.arch, spec.ngf, spec.norm)
         return cls(nets.get("gen_ab"), nets.get("gen_ba"), config, device, engine)
 
     @classmethod
     def from_config(cls, config: Config, device: str = "cpu", engine: str = DEFAULT_ENGINE) -> Translator:
         """Untrained generators for `config` (a baseline to compare a trained model against)."""
-        generators = build_generators(config.model)
-        return cls(generators["gen_ab"], generators.get("gen_ba"), config.model, device, engine)
+        generators = build_generators(config.model, config.networks)
+        return cls(generators["gen_ab"], generators.get("gen_ba"), config.networks, device, engine)
 
     def check_direction(self, direction: str) -> str:
         """`direction` if this model has its generator; otherwise a TranslationError saying what it has."""

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ..config import Config, ConfigError, apply_overrides, config_from_layers, flat_options, load_config_file
+from ..config import Config, ConfigError, apply_overrides, config_from_layers, flat_options
+from ..config_files import load_config_file
 from ..io.run_folder import RunFolder
 from ..training.distributed import launched_rank
 from ..training.loop import train
@@ -19,7 +20,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Train a CycleGAN as the paper does (defaults: LSGAN, lambda 10, identity 0.5, Adam 2e-4, "
                     "100 + 100 epochs, pool of 50), or pix2pix with --model pix2pix. Options come from the "
                     "defaults, then the model's own defaults, then --config, then flags.")
-    parser.add_argument("--config", help="YAML or TOML file of options (sections model/data/train, or flat).")
+    parser.add_argument("--config", help="YAML, TOML or JSON file of options: model: NAME, the sections networks, "
+                                         "data, train and one named after the model (cyclegan:, pix2pix:), or "
+                                         "all flat.")
     parser.add_argument("--resume", action="store_true",
                         help="Continue the run in --run-dir exactly where it stopped (weights, optimisers, "
                              "schedule, image pools, RNG, epoch and iteration).")

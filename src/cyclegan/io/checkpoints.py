@@ -8,7 +8,7 @@ tensor is stored under its path ("optimizers/gen/state/3/exp_avg") and replaced 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..config import Config, ModelConfig, config_to_json
+from ..config import Config, NetworksConfig, networks_from_dict
+from ..config_files import config_to_json
 from .atomic import atomic_path, write_failure
 from .run_folder import RunFolder
 
@@ -102,12 +103,12 @@ def _stored_json(path: str | Path, metadata: dict[str, str], key: str, what: str
         raise CheckpointError(f"{path}: the stored {what} is not valid JSON ({error}); {_DAMAGED}") from None
 
 
-def _stored_config(path: str | Path, metadata: dict[str, str]) -> Config:
+def _stored(path: str | Path, metadata: dict[str, str], read: Callable[[dict[str, Any]], Any]) -> Any:
     values = _stored_json(path, metadata, "config", "config")
     if not isinstance(values, dict):
         raise CheckpointError(f"{path}: the stored config is not a mapping of options; {_DAMAGED}")
     try:
-        return Config.from_dict(values)
+        return read(values)
     except (ValueError, TypeError, AttributeError) as error:  # ConfigError is a ValueError
         raise CheckpointError(f"{path}: the stored config cannot be used ({error}); {_DAMAGED}") from None
 
@@ -120,7 +121,20 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
     but the file lacks) raises CheckpointError; `check_network_state` then checks the networks' tensors.
     """
     metadata = read_metadata(path)
-    config = _stored_config(path, metadata)
+    return _stored(path, metadata, Config.from_dict), _stored_state(path, metadata, device, prefix)
+
+
+def load_networks(path: str | Path, device: torch.device | str = "cpu"
+                  ) -> tuple[str, NetworksConfig, dict[str, Any]]:
+    """Read what translation needs from a checkpoint: the model's name, its networks' config and the "nets"
+    state. The model's training options are not read, so its training code is not imported."""
+    metadata = read_metadata(path)
+    model, networks = _stored(path, metadata, networks_from_dict)
+    return model, networks, _stored_state(path, metadata, device, "nets")
+
+
+def _stored_state(path: str | Path, metadata: dict[str, str], device: torch.device | str,
+                  prefix: str | None) -> dict[str, Any]:
     tree = _stored_json(path, metadata, "state", "state record")
     if prefix is not None:
         if not isinstance(tree, dict) or prefix not in tree:
@@ -135,7 +149,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"{path}: its tensors cannot be read ({error}); {_DAMAGED}") from None
     try:
-        return config, _decode(tree, tensors)
+        return _decode(tree, tensors)
     except KeyError as error:
         raise CheckpointError(f"{path}: the state names the tensor {error.args[0]!r}, which the file does not "
                               f"hold; {_DAMAGED}") from None
@@ -143,9 +157,11 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu",
         raise CheckpointError(f"{path}: the stored state record is malformed; {_DAMAGED}") from None
 
 
-def _architecture(config: ModelConfig) -> str:
-    return (f"model={config.model}, gen_arch={config.gen_arch}, ngf={config.ngf}, disc_arch={config.disc_arch}, "
-            f"ndf={config.ndf}, norm={config.norm}, channels_a={config.channels_a}, channels_b={config.channels_b}")
+def describe_networks(networks: NetworksConfig) -> str:
+    """The architecture in a line, for messages."""
+    n = networks
+    return (f"gen_arch={n.gen_arch}, ngf={n.ngf}, disc_arch={n.disc_arch}, ndf={n.ndf}, norm={n.norm}, "
+            f"channels_a={n.channels_a}, channels_b={n.channels_b}")
 
 
 def _network_problems(name: str, net: nn.Module, stored: Any) -> list[str]:
@@ -164,15 +180,16 @@ def _network_problems(name: str, net: nn.Module, stored: Any) -> list[str]:
 
 
 def check_network_state(path: str | Path, networks: Mapping[str, nn.Module], state: Any,
-                        config: ModelConfig | None = None) -> None:
+                        described: str | None = None) -> None:
     """Raise CheckpointError unless `state` (a checkpoint's "nets") holds for each of `networks` exactly the
-    tensors it has, of the same shapes. The networks may be built on the meta device: only shapes are read."""
+    tensors it has, of the same shapes; `described` (the model and `describe_networks`) goes into the message.
+    The networks may be built on the meta device: only shapes are read."""
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{path}: the stored networks are not a mapping of weights; {_DAMAGED}")
     problems = [problem for name, net in networks.items() for problem in _network_problems(name, net, state.get(name))]
     if problems:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
-        described = f" ({_architecture(config)})" if config is not None else ""
+        described = f" ({described})" if described is not None else ""
         raise CheckpointError(f"{path}: its weights do not fit the networks its config describes{described}: "
                               f"{shown}. The stored config or weights were changed after saving; use the file as "
                               "cyclegan wrote it, or another checkpoint")

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config import ConfigError, ModelConfig
+from ..config import ConfigError, NetworksConfig
 from ..nets.speed import speed_up
 from .atomic import atomic_path, write_failure
 from .checkpoints import CheckpointError
@@ -39,7 +39,7 @@ METADATA_KEYS = ("direction", "channels_in", "channels_out", "size_multiple", "m
 MAX_BATCH = 1024  # the exported graphs' bound on the batch dimension
 
 
-def generator_metadata(net: nn.Module, config: ModelConfig, direction: str) -> dict[str, str]:
+def generator_metadata(net: nn.Module, config: NetworksConfig, direction: str) -> dict[str, str]:
     """What a user of the exported `net` (the `direction` generator of a model with `config`) needs to know."""
     from .. import __version__
 
@@ -145,7 +145,7 @@ def write_pt2(net: nn.Module, path: str | Path, metadata: dict[str, str]) -> Pat
     return path
 
 
-def export_generators(generators: dict[str, nn.Module], config: ModelConfig, out: str | Path, fmt: str
+def export_generators(generators: dict[str, nn.Module], config: NetworksConfig, out: str | Path, fmt: str
                       ) -> list[Path]:
     """Write each generator (by direction: AtoB, BtoA) into folder `out` as gen_ab.<fmt> / gen_ba.<fmt>."""
     if fmt not in EXPORT_FORMATS:

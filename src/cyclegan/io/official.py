@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..config import DISCRIMINATORS, GENERATORS, NORMS
-from ..model_registry import model_entry
+from ..model_registry import model_entry, model_names
 from ..nets.discriminators import build_discriminator
 from ..nets.generators import build_generator
 from .atomic import atomic_path, write_failure
@@ -140,10 +140,18 @@ def load_official_discriminator(path: str | Path, **overrides: object) -> tuple[
 
 
 def official_checkpoint_files(folder: str | Path, epoch: str = "latest") -> dict[str, Path]:
-    """The official training checkpoint files in `folder` for `epoch`, keyed by our network names."""
+    """The official generator files in `folder` for `epoch`, keyed by our network names, as the registered models
+    name them: CycleGAN's (latest_net_G_A.pth, latest_net_G_B.pth) or, if there are none, pix2pix's
+    (latest_net_G.pth). Empty if the folder holds neither."""
     folder = Path(folder)
-    files = {ours: folder / f"{epoch}_net_{theirs}.pth" for ours, theirs in OFFICIAL_NAMES.items()}
-    return {ours: path for ours, path in files.items() if path.is_file()}
+    for name in model_names():
+        entry = model_entry(name)
+        files = {ours: folder / f"{epoch}_net_{entry.official_names[ours]}.pth"
+                 for ours, _, _ in entry.generators if ours in entry.official_names}
+        found = {ours: path for ours, path in files.items() if path.is_file()}
+        if found:
+            return found
+    return {}
 
 
 def save_official(nets: dict[str, dict[str, torch.Tensor]], folder: str | Path, epoch: str = "latest",

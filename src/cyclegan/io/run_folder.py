@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, ConfigError, config_to_yaml
+from ..config import Config, ConfigError
+from ..config_files import config_to_yaml
 from .atomic import atomic_write_text
 
 _SAMPLE_NAME = re.compile(r"epoch_(\d+)")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -28,9 +29,22 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import losses
-from ..config import ModelConfig, TrainConfig
+from ..config import ModelOptions, NetworksConfig, TrainConfig, check_positive, option
 from ..nets.speed import speed_up
 from ..training.pool import ImagePool
+
+
+@dataclass(frozen=True)
+class AdversarialOptions(ModelOptions):
+    """The options every model trained against discriminators has: the adversarial loss and its penalty."""
+
+    gan_mode: str = option("lsgan", "Adversarial loss: lsgan (least squares, CycleGAN paper Sec. 4), vanilla "
+                           "(log-likelihood, Eq. 1), wgangp (Wasserstein with gradient penalty).", losses.GAN_MODES)
+    lambda_gp: float = option(10.0, "Gradient penalty weight for wgangp (Gulrajani et al.: 10).")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive("lambda_gp", self.lambda_gp, allow_zero=True)
 
 
 def adam(parameters: Iterable[nn.Parameter], train: TrainConfig) -> torch.optim.Adam:
@@ -79,9 +93,10 @@ class TranslationModel(nn.Module):
 
     discriminator_names: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, config: ModelConfig, precision: str = "float32") -> None:
+    def __init__(self, networks: NetworksConfig, options: ModelOptions, precision: str = "float32") -> None:
         super().__init__()
-        self.config = config
+        self.architecture = networks
+        self.options = options
         self.precision = precision
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.pools: dict[str, ImagePool] = {}
@@ -91,7 +106,7 @@ class TranslationModel(nn.Module):
         self._scaler_state: dict[str, Any] | None = None
 
     @staticmethod
-    def generators_for(config: ModelConfig) -> dict[str, nn.Module]:
+    def generators_for(networks: NetworksConfig) -> dict[str, nn.Module]:
         """The model's generators by name, initialised: all that translation needs (no discriminators)."""
         raise NotImplementedError
 
@@ -105,7 +120,8 @@ class TranslationModel(nn.Module):
         whose penalty differentiates them twice (the lean backward passes are differentiable once); NNPACK
         convolutions with train.fast_convolutions. Call once the networks are built."""
         float32 = self.precision == "float32"
-        penalised = self.discriminator_names if self.config.gan_mode == "wgangp" else ()
+        wgangp = isinstance(self.options, AdversarialOptions) and self.options.gan_mode == "wgangp"
+        penalised = self.discriminator_names if wgangp else ()
         for name, net in self.networks().items():
             speed_up(net, lean=float32 and name not in penalised, fast_convolutions=float32 and fast_convolutions)
 
@@ -230,18 +246,20 @@ class TranslationModel(nn.Module):
         """`net` on each batch. Without batch norm every image is normalised on its own, so one call on the
         concatenation gives the same result with less overhead; batch norm would mix the batches, so it gets one
         call each."""
-        if self.config.norm == "batch":
+        if self.architecture.norm == "batch":
             return tuple(net(batch) for batch in batches)
         return net(torch.cat(batches)).split([batch.shape[0] for batch in batches])
 
     def _discriminator_terms(self, disc: nn.Module, real: torch.Tensor, fake: torch.Tensor, disc_name: str = "disc",
                              gp_name: str = "gp") -> dict[str, torch.Tensor]:
         """`disc_name`: the discriminator's loss on real and (detached) generated inputs, halved for lsgan and
-        vanilla (both papers); `gp_name`: the WGAN-GP penalty, with gan_mode=wgangp."""
+        vanilla (both papers); `gp_name`: the WGAN-GP penalty, with gan_mode=wgangp. For models whose options are
+        `AdversarialOptions`."""
+        options: AdversarialOptions = self.options
         fake = fake.detach()
         with self.autocast():
             real_scores, fake_scores = self._forward_each(disc, real, fake)
-            terms = {disc_name: losses.discriminator_loss(real_scores, fake_scores, self.config.gan_mode)}
-        if self.config.gan_mode == "wgangp":  # the penalty the official code defines but never applies
-            terms[gp_name] = losses.gradient_penalty(disc, real, fake, self.config.lambda_gp)
+            terms = {disc_name: losses.discriminator_loss(real_scores, fake_scores, options.gan_mode)}
+        if options.gan_mode == "wgangp":  # the penalty the official code defines but never applies
+            terms[gp_name] = losses.gradient_penalty(disc, real, fake, options.lambda_gp)
         return terms

@@ -6,7 +6,7 @@ Notation. The paper translates between domains X and Y; we call them A and B, as
     F: Y -> X   gen_ba      D_X  disc_a   (real A images vs. F's output)
 
 Full objective (Eq. 3): L_GAN(G, D_Y) + L_GAN(F, D_X) + lambda * L_cyc(G, F), plus the identity term of Sec. 5.2.
-`ModelConfig.objective` trains a part of it instead (the ablations of Sec. 5.1.4) or the SimGAN baseline.
+`CycleGANOptions.objective` trains a part of it instead (the ablations of Sec. 5.1.4) or the SimGAN baseline.
 (The official code calls gen_ab netG_A, gen_ba netG_B, disc_b netD_A and disc_a netD_B.)
 """
 
@@ -19,12 +19,62 @@ import torch
 from torch import nn
 
 from .. import losses
-from ..config import ModelConfig, TrainConfig
+from ..config import ConfigError, NetworksConfig, TrainConfig, check_positive, option
 from ..generators import build_generators
 from ..nets.discriminators import build_discriminator
 from ..nets.layers import init_weights
 from ..training.pool import ImagePool
-from .base import TranslationModel, adam, loss_values, set_requires_grad
+from .base import AdversarialOptions, TranslationModel, adam, loss_values, set_requires_grad
+
+# The paper's ablations (Sec. 5.1.4, Tables 4-5): which terms of the full objective (Eq. 3) are trained; and its
+# SimGAN baseline (Sec. 5.1.3; Shrivastava et al. 2017): adversarial loss plus lambda * |x - G(x)|_1, no cycle.
+OBJECTIVES = ("full", "gan_only", "cycle_only", "gan_forward", "gan_backward", "simgan")
+
+
+@dataclass(frozen=True)
+class CycleGANOptions(AdversarialOptions):
+    """How a CycleGAN trains: the weights of the objective's terms (Eq. 3, Sec. 5.2) and which terms it has."""
+
+    lambda_a: float = option(10.0, "Weight of the forward cycle loss |F(G(a)) - a| (paper: 10).")
+    lambda_b: float = option(10.0, "Weight of the backward cycle loss |G(F(b)) - b| (paper: 10).")
+    lambda_identity: float = option(0.5, "Identity loss weight, as a fraction of lambda_a/b (paper Sec. 5.2: 0.5; "
+                                    "0 disables it).")
+    objective: str = option("full", "Terms of the CycleGAN objective: full, a paper ablation (gan_only, "
+                            "cycle_only, gan_forward, gan_backward), or simgan: GAN + lambda_self_reg * "
+                            "|x - G(x)| instead of the cycle (paper Sec. 5.1.3).", OBJECTIVES)
+    lambda_self_reg: float = option(10.0, "Weight of the simgan objective's self-regularisation |a - G(a)| and "
+                                    "|b - F(b)| (Shrivastava et al. 2017). 10, the cycle loss's weight, because the "
+                                    "term takes the cycle's place and is the same mean L1 over pixels.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("lambda_a", "lambda_b", "lambda_identity", "lambda_self_reg"):
+            check_positive(name, getattr(self, name), allow_zero=True)
+
+    def check_networks(self, networks: NetworksConfig) -> None:
+        channels = f"channels_a={networks.channels_a}, channels_b={networks.channels_b}"
+        if self.lambda_identity > 0 and networks.channels_a != networks.channels_b:
+            raise ConfigError(f"the identity loss needs domains with equal channels ({channels}); set "
+                              "lambda_identity=0")
+        if self.objective == "simgan" and networks.channels_a != networks.channels_b:
+            raise ConfigError(f"the simgan objective compares |x - G(x)|, which needs domains with equal channels "
+                              f"({channels})")
+
+    @property
+    def uses_gan(self) -> bool:
+        return self.objective != "cycle_only"
+
+    @property
+    def uses_forward_cycle(self) -> bool:
+        return self.objective in ("full", "cycle_only", "gan_forward")
+
+    @property
+    def uses_backward_cycle(self) -> bool:
+        return self.objective in ("full", "cycle_only", "gan_backward")
+
+    @property
+    def uses_self_regularization(self) -> bool:
+        return self.objective == "simgan"
 
 LOSS_NAMES = ("gan_ab", "gan_ba", "cycle_a", "cycle_b", "self_reg_a", "self_reg_b", "idt_a", "idt_b", "disc_a",
               "disc_b", "gp_a", "gp_b")
@@ -70,28 +120,30 @@ class Direction:
         return (self.G, self.F) if self.cycle else (self.G,)
 
 
-def build_discriminators(config: ModelConfig) -> tuple[nn.Module, nn.Module]:
+def build_discriminators(networks: NetworksConfig) -> tuple[nn.Module, nn.Module]:
     """disc_a (D_X, judges domain A) and disc_b (D_Y, judges domain B), initialised."""
-    disc_a = build_discriminator(config.disc_arch, config.channels_a, config.ndf, config.n_layers_d, config.norm)
-    disc_b = build_discriminator(config.disc_arch, config.channels_b, config.ndf, config.n_layers_d, config.norm)
-    return (init_weights(disc_a, config.init_type, config.init_gain),
-            init_weights(disc_b, config.init_type, config.init_gain))
+    n = networks
+    disc_a = build_discriminator(n.disc_arch, n.channels_a, n.ndf, n.n_layers_d, n.norm)
+    disc_b = build_discriminator(n.disc_arch, n.channels_b, n.ndf, n.n_layers_d, n.norm)
+    return init_weights(disc_a, n.init_type, n.init_gain), init_weights(disc_b, n.init_type, n.init_gain)
 
 
 class CycleGAN(TranslationModel):
     """The four networks, their two Adam optimisers and the two image pools; `training_step` is one iteration.
 
-    `config.objective` chooses the terms: the full objective, one of the paper's ablations (Sec. 5.1.4), or the
+    `options.objective` chooses the terms: the full objective, one of the paper's ablations (Sec. 5.1.4), or the
     SimGAN baseline (Sec. 5.1.3), adversarial loss plus |x - G(x)|_1 for both G and F, without the cycle.
     """
 
     discriminator_names = ("disc_a", "disc_b")
 
-    def __init__(self, config: ModelConfig, train: TrainConfig) -> None:
-        super().__init__(config, train.precision)
-        generators = build_generators(config)
+    options: CycleGANOptions
+
+    def __init__(self, networks: NetworksConfig, options: CycleGANOptions, train: TrainConfig) -> None:
+        super().__init__(networks, options, train.precision)
+        generators = self.generators_for(networks)
         self.gen_ab, self.gen_ba = generators["gen_ab"], generators["gen_ba"]
-        self.disc_a, self.disc_b = build_discriminators(config)
+        self.disc_a, self.disc_b = build_discriminators(networks)
         # One optimiser per player, as in the official code: G and F share one, D_X and D_Y the other.
         self.optimizers = {
             "gen": adam(itertools.chain(self.gen_ab.parameters(), self.gen_ba.parameters()), train),
@@ -102,8 +154,8 @@ class CycleGAN(TranslationModel):
         self._speed_up(train.fast_convolutions)
 
     @staticmethod
-    def generators_for(config: ModelConfig) -> dict[str, nn.Module]:
-        return build_generators(config)
+    def generators_for(networks: NetworksConfig) -> dict[str, nn.Module]:
+        return build_generators("cyclegan", networks)
 
     def networks(self) -> dict[str, nn.Module]:
         return {"gen_ab": self.gen_ab, "gen_ba": self.gen_ba, "disc_a": self.disc_a, "disc_b": self.disc_b}
@@ -135,7 +187,7 @@ class CycleGAN(TranslationModel):
         self.optimizer_step("gen")
         terms = {**x_terms, **y_terms}
 
-        if self.config.uses_gan:  # D_Y and D_X, on a history of generated images (Sec. 4)
+        if self.options.uses_gan:  # D_Y and D_X, on a history of generated images (Sec. 4)
             set_requires_grad((self.disc_a, self.disc_b), True)
             self.optimizers["disc"].zero_grad(set_to_none=True)
             disc_terms = {**self._judge_terms(x_to_y, fake_b), **self._judge_terms(y_to_x, fake_a)}
@@ -148,31 +200,31 @@ class CycleGAN(TranslationModel):
     def _directions(self, real_a: torch.Tensor, real_b: torch.Tensor) -> tuple[Direction, Direction]:
         """A -> B (G, F, D_Y, x = real_a) and B -> A (F, G, D_X, y = real_b), with the networks as they are now
         (DDP-wrapped in a distributed run) and the pools of the images each direction generates."""
-        config = self.config
+        options = self.options
         a_to_b = Direction(G=self.gen_ab, F=self.gen_ba, D_Y=self.disc_b, real=real_a, other=real_b,
-                           lambda_cycle=config.lambda_a, lambda_identity=config.lambda_b * config.lambda_identity,
-                           cycle=config.uses_forward_cycle, pool=self.pools["b"], names=TermNames.between("a", "b"))
+                           lambda_cycle=options.lambda_a, lambda_identity=options.lambda_b * options.lambda_identity,
+                           cycle=options.uses_forward_cycle, pool=self.pools["b"], names=TermNames.between("a", "b"))
         b_to_a = Direction(G=self.gen_ba, F=self.gen_ab, D_Y=self.disc_a, real=real_b, other=real_a,
-                           lambda_cycle=config.lambda_b, lambda_identity=config.lambda_a * config.lambda_identity,
-                           cycle=config.uses_backward_cycle, pool=self.pools["a"], names=TermNames.between("b", "a"))
+                           lambda_cycle=options.lambda_b, lambda_identity=options.lambda_a * options.lambda_identity,
+                           cycle=options.uses_backward_cycle, pool=self.pools["a"], names=TermNames.between("b", "a"))
         return a_to_b, b_to_a
 
     def _generator_terms(self, d: Direction) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The generator terms of one direction, written for A -> B (x, G, F, D_Y; B -> A swaps the letters),
         and G(x), detached, for D_Y's image pool."""
-        config = self.config
+        options = self.options
         terms: dict[str, torch.Tensor] = {}
         with self.autocast():
-            if config.lambda_identity > 0:  # G(y) beside G(x): one call where that is exact
+            if options.lambda_identity > 0:  # G(y) beside G(x): one call where that is exact
                 fake, same = self._forward_each(d.G, d.real, d.other)
             else:
                 fake, same = d.G(d.real), None
-            if config.uses_gan:  # Eq. 1 (least squares, Sec. 4): D_Y(G(x)) ~ real
-                terms[d.names.gan] = losses.generator_adversarial_loss(d.D_Y(fake), config.gan_mode)
+            if options.uses_gan:  # Eq. 1 (least squares, Sec. 4): D_Y(G(x)) ~ real
+                terms[d.names.gan] = losses.generator_adversarial_loss(d.D_Y(fake), options.gan_mode)
             if d.cycle:  # Eq. 2: F(G(x)) ~ x
                 terms[d.names.cycle] = losses.cycle_loss(d.F(fake), d.real, d.lambda_cycle)
-            if config.uses_self_regularization:  # SimGAN baseline (Sec. 5.1.3): G(x) ~ x
-                terms[d.names.self_reg] = losses.self_regularization_loss(fake, d.real, config.lambda_self_reg)
+            if options.uses_self_regularization:  # SimGAN baseline (Sec. 5.1.3): G(x) ~ x
+                terms[d.names.self_reg] = losses.self_regularization_loss(fake, d.real, options.lambda_self_reg)
             if same is not None:  # Sec. 5.2: G(y) ~ y
                 terms[d.names.identity] = losses.identity_loss(same, d.other, d.lambda_identity)
         return terms, fake.detach().to(d.real.dtype)  # the pools keep the input precision under autocast
@@ -187,7 +239,7 @@ class CycleGAN(TranslationModel):
             fake_b, fake_a = self.gen_ab(real_a), self.gen_ba(real_b)
             images = {"real_a": real_a, "fake_b": fake_b, "rec_a": self.gen_ba(fake_b),
                       "real_b": real_b, "fake_a": fake_a, "rec_b": self.gen_ab(fake_a)}
-            if self.config.channels_a == self.config.channels_b:
+            if self.architecture.channels_a == self.architecture.channels_b:
                 images["idt_a"] = self.gen_ba(real_a)
                 images["idt_b"] = self.gen_ab(real_b)
             return images

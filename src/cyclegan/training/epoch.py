@@ -175,7 +175,7 @@ class Trainer:
         self.save([run.latest_checkpoint, run.epoch_checkpoint(counters.epoch)] if keep else [run.latest_checkpoint])
         if self.context.is_main:
             if self.fixed[0].shape[0]:
-                write_samples(self.model, self.fixed, run.sample_file(counters.epoch))
+                write_samples(self.model, self.config.model, self.fixed, run.sample_file(counters.epoch))
             write_run_report(run.root)
         logger.info("epoch %d/%d done: %s", counters.epoch, total,
                     ", ".join(f"{k} {v:.3f}" for k, v in self.last_losses.items()))
@@ -220,11 +220,12 @@ class Trainer:
         return TrainingError(f"training stopped {where}: {error_summary(error)}. {saved}")
 
 
-def write_samples(model: TranslationModel, fixed: tuple[torch.Tensor, torch.Tensor], path: Path) -> None:
-    """The sample grid of `fixed` (real A, real B) translated by `model`: one row per image pair."""
+def write_samples(model: TranslationModel, name: str, fixed: tuple[torch.Tensor, torch.Tensor], path: Path) -> None:
+    """The sample grid of `fixed` (real A, real B) translated by `model` (registered as `name`): one row per image
+    pair."""
     images = model.sample(*fixed)
     # The model's own columns, less the images this run's step does not make (identity, with lambda_identity=0).
-    columns = [(title, key) for title, key in model_entry(model.config.model).sample_columns if key in images]
+    columns = [(title, key) for title, key in model_entry(name).sample_columns if key in images]
     rows = [[images[key][i].cpu() for _, key in columns] for i in range(len(fixed[0]))]
     save_png(sample_grid(rows, [title for title, _ in columns], cell_size=128), path)
 

@@ -88,9 +88,8 @@ def _resume_config(saved: Config, overrides: dict[str, Any] | None, run: RunFold
 
 
 def _differences(before: Config, after: Config) -> list[tuple[str, Any, Any]]:
-    old, new = before.to_dict(), after.to_dict()
-    return [(name, value, new[section][name]) for section, values in old.items() for name, value in values.items()
-            if new[section][name] != value]
+    old, new = before.flat(), after.flat()
+    return [(name, value, new.get(name)) for name, value in old.items() if new.get(name) != value]
 
 
 # --- the run folder ------------------------------------------------------------------------------------------
@@ -173,7 +172,7 @@ def set_up_or_restore(context: DistributedContext, config: Config, run: RunFolde
 
 
 def _built_model(context: DistributedContext, config: Config) -> TranslationModel:
-    model = build_model(config.model, config.train).to(context.device)
+    model = build_model(config).to(context.device)
     model.skip_nonfinite_updates = config.train.skip_nonfinite_steps
     if context.enabled:
         model.distribute(context.rank, context.device_ids())
@@ -188,14 +187,14 @@ def resolve_data_root(config: Config, run: RunFolder) -> Config:
     if config.data.dataroot != "builtin" or config.data.dir_a is not None:
         return config
     root = ensure_builtin(run.builtin_data, config.data.builtin_size, config.data.builtin_count,
-                          paired=model_entry(config.model.model).paired)
+                          paired=model_entry(config.model).paired)
     return config.replace(data=dataclasses.replace(config.data, dataroot=str(root)))
 
 
 def _training_dataset(config: Config) -> UnalignedDataset | AlignedDataset:
     """Aligned pairs for a model whose data kind is aligned (pix2pix), two unpaired folders otherwise (CycleGAN)."""
-    channels = (config.model.channels_a, config.model.channels_b)
-    if model_entry(config.model.model).paired:
+    channels = (config.networks.channels_a, config.networks.channels_b)
+    if model_entry(config.model).paired:
         return AlignedDataset(*resolve_aligned_folders(config.data), config.data, config.train.seed, *channels)
     return UnalignedDataset(*resolve_folders(config.data), config.data, config.train.seed, *channels)
 
@@ -225,14 +224,14 @@ def _test_or_train(resolve: Callable[[DataConfig, str], tuple], data: DataConfig
 def _fixed_samples(config: Config, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The same few images every epoch: from the test folders when there are any, else from the training ones."""
     count, size = config.train.num_samples, config.data.crop_size
-    if model_entry(config.model.model).paired:
+    if model_entry(config.model).paired:
         pairs = AlignedDataset(*_test_or_train(resolve_aligned_folders, config.data), config.data,
-                               config.train.seed, config.model.channels_a, config.model.channels_b)
+                               config.train.seed, config.networks.channels_a, config.networks.channels_b)
         images_a, images_b = load_test_pairs(pairs, size, count)
     else:
         folder_a, folder_b = _test_or_train(resolve_folders, config.data)
-        images_a = load_test_images(folder_a, config.model.channels_a, size, count)
-        images_b = load_test_images(folder_b, config.model.channels_b, size, count)
+        images_a = load_test_images(folder_a, config.networks.channels_a, size, count)
+        images_b = load_test_images(folder_b, config.networks.channels_b, size, count)
     count = min(len(images_a), len(images_b))
     if count == 0:  # num_samples=0: no sample grids
         return torch.zeros(0, device=device), torch.zeros(0, device=device)
