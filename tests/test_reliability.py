@@ -20,6 +20,7 @@ from cyclegan.config import ConfigError
 from cyclegan.io.checkpoints import load_checkpoint
 from cyclegan.io.run_folder import RunFolderBusy, RunLock
 from cyclegan.models.cyclegan import CycleGAN
+from cyclegan.training.epoch import _ignore_stop_signals, stop_signals_held
 from cyclegan.training.loop import TrainingError, train
 
 from .helpers import tiny_config, tiny_dataset
@@ -78,6 +79,43 @@ def test_sigterm_to_the_process_group_saves_and_exits_cleanly(tmp_path, dataroot
                               "--max-steps", "2", "--num-workers", "2"], capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert _progress(run)["step"] == steps + 2
+
+
+class _WorkerSignals(torch.utils.data.Dataset):
+    """Each item: whether this data worker ignores SIGTERM, and whether it still holds it back."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        held = signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        return torch.tensor([signal.getsignal(signal.SIGTERM) == signal.SIG_IGN, held])
+
+
+def _slow_worker_start(folder):
+    def start(worker_id):
+        (folder / f"{os.getpid()}.pid").touch()
+        time.sleep(1.5)  # the SIGTERM arrives now, before the worker ignores it
+        _ignore_stop_signals(worker_id)
+    return start
+
+
+def test_a_sigterm_while_data_workers_start_does_not_kill_them(tmp_path):
+    """The group's SIGTERM can reach a data worker before its init function ignores it (at an epoch's start, when
+    the workers are new): held back until then, it is dropped instead of killing the worker ("DataLoader worker
+    exited unexpectedly" stopped a torchrun run this way)."""
+    loader = torch.utils.data.DataLoader(_WorkerSignals(), num_workers=1, worker_init_fn=_slow_worker_start(tmp_path))
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    with stop_signals_held():
+        batches = iter(loader)
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before  # the main process gets its signals again
+    deadline = time.monotonic() + 30
+    while not list(tmp_path.glob("*.pid")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (pid_file,) = tmp_path.glob("*.pid")
+    os.kill(int(pid_file.stem), signal.SIGTERM)
+    items = torch.cat(list(batches))
+    assert items.tolist() == [[True, False], [True, False]]  # alive, ignoring it, nothing held any more
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import math
 import signal
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,8 @@ class Trainer:
                             num_workers=config.data.num_workers, worker_init_fn=_ignore_stop_signals,
                             pin_memory=self.context.device.type == "cuda",
                             generator=torch.Generator())  # leaves the global RNG untouched
-        batches = iter(loader)
+        with stop_signals_held():  # the workers start here
+            batches = iter(loader)
         bar = progress_bar(batches, total=self.batches_per_epoch, initial=counters.iteration, unit="it",
                            description=f"epoch {counters.epoch + 1}/{config.train.total_epochs}",
                            enabled=self.show_progress)
@@ -239,8 +241,30 @@ def error_summary(error: BaseException) -> str:
     return text
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+_CAN_HOLD = hasattr(signal, "pthread_sigmask")  # POSIX; elsewhere workers start with the default handlers
+
+
+@contextmanager
+def stop_signals_held() -> Iterator[None]:
+    """Hold back SIGINT and SIGTERM while data workers start: a worker inherits the held mask, so a stop signal sent
+    to the process group before its `_ignore_stop_signals` ran waits instead of killing it ("DataLoader worker
+    exited unexpectedly" at an epoch's start). The main process receives its own when the block ends."""
+    if not _CAN_HOLD:
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _ignore_stop_signals(_worker_id: int) -> None:
     # Ctrl-C reaches the whole process group, and so does the SIGTERM of systemd, Slurm, torchrun or `kill -- -PGID`:
-    # data workers leave the clean stop to the main process, which ends them once it has saved.
+    # data workers leave the clean stop to the main process, which ends them once it has saved. A signal that came
+    # while the worker started (held: `stop_signals_held`) is dropped once it is ignored and released.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if _CAN_HOLD:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
