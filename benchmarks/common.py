@@ -65,7 +65,9 @@ def machine() -> dict[str, Any]:
 
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     flags = cpu_flags()
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # get_cpu_capability says only AVX512 on AMX CPUs
     return {"cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "amx": bool(amx()) if amx else None,
             "cpu_summary": cpu_summary(flags), "cpu_flags": flags, "logical_cores": os.cpu_count(),
             "usable_cores": affinity,
             "torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),

@@ -4,6 +4,7 @@ batch 1, LSGAN, image pool of 50, identity loss 0.5, 256x256 with the ResNet-9 g
     python benchmarks/train_step.py                      # both paper cases, the default (fused) step
     python benchmarks/train_step.py --levers             # the step with each speed lever, one at a time
     python benchmarks/train_step.py --size 128 --reference --repeats 3
+    python benchmarks/train_step.py --size 128 --precision bf16   # autocast; fast on CPUs with AMX
 
 An iteration is `CycleGAN.training_step` on in-memory images: both generators' update, then both discriminators'
 (data loading excluded, as in the official code's per-iteration `t_comp`). The image pools are filled with 50
@@ -33,7 +34,7 @@ OFFICIAL = {(256, "resnet_9blocks"): {"seconds": 18.9, "peak_gib": 4.05},
 TARGETS = {(256, "resnet_9blocks"): {"seconds": 15.5, "peak_gib": 0.6 * 4.05},
            (128, "resnet_6blocks"): {"seconds": 3.2, "peak_gib": None}}
 DEFAULT_STEP = {"reference": False, "channels_last": False, "optimizer": "default", "compile": False,
-                "keep_freed_memory": True, "fast_convolutions": False}
+                "keep_freed_memory": True, "fast_convolutions": False, "precision": "float32"}
 # --levers: the step with one lever at a time, from the plain reference step to all of them.
 LEVERS = (
     {"reference": True},
@@ -61,6 +62,8 @@ def variant_name(spec: dict[str, Any]) -> str:
         parts.append("nnpack")
     if spec["threads"]:
         parts.append(f"{spec['threads']}_threads")
+    if spec.get("precision", "float32") != "float32":
+        parts.append(spec["precision"])
     return "+".join(parts)
 
 
@@ -84,7 +87,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     config = apply_overrides(Config(), {
         "gen_arch": spec["arch"], "ngf": spec["ngf"], "ndf": spec["ndf"], "gan_mode": "lsgan",  # paper Sec. 4
         "lambda_identity": 0.5, "batch_size": 1, "pool_size": spec["pool_size"], "seed": spec["seed"],
-        "fast_convolutions": spec["fast_convolutions"]})
+        "fast_convolutions": spec["fast_convolutions"], "precision": spec["precision"]})
     model = CycleGAN(config.networks, config.options, config.train)
     if spec["reference"]:
         plain_networks(model)
@@ -127,9 +130,10 @@ def build_specs(args: argparse.Namespace) -> list[dict[str, Any]]:
         cases = [(size, arch)]
     chosen = {"reference": args.reference, "channels_last": args.channels_last, "optimizer": args.optimizer,
               "compile": args.compile, "keep_freed_memory": not args.default_malloc,
-              "fast_convolutions": args.fast_convolutions}
+              "fast_convolutions": args.fast_convolutions, "precision": args.precision}
     levers = list(LEVERS) + ([{"compile": True}] if args.compile else [])
-    variants = [{**DEFAULT_STEP, **lever} for lever in levers] if args.levers else [chosen]
+    variants = ([{**DEFAULT_STEP, **lever, "precision": args.precision} for lever in levers] if args.levers
+                else [chosen])
     return [{"size": size, "arch": arch, "ngf": args.ngf, "ndf": args.ndf, "pool_size": args.pool_size,
              "seed": 0, "warmup": args.warmup, "repeats": args.repeats, "threads": args.threads, **variant}
             for size, arch in cases for variant in variants]
@@ -189,6 +193,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="Leave glibc's malloc as it is (cyclegan.runtime.keep_freed_memory is not called).")
     parser.add_argument("--fast-convolutions", action="store_true",
                         help="train.fast_convolutions: NNPACK for the generators' stride-1 convolutions.")
+    parser.add_argument("--precision", default="float32", choices=("float32", "bf16", "fp16"),
+                        help="train.precision: float32, or autocast in bf16 (fast on CPUs with AMX) or fp16 (GPUs).")
     parser.add_argument("--threads", type=int, default=None, help="torch / OpenMP threads (default: torch's).")
     parser.add_argument("--levers", action="store_true", help="Measure each speed lever as its own case.")
     parser.add_argument("--ngf", type=int, default=64, help="Generator width (paper: 64; smaller for smoke runs).")
