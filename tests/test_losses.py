@@ -53,3 +53,22 @@ def test_cycle_and_identity_are_weighted_l1():
     a, b = torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.5)
     assert losses.cycle_loss(a, b, 10.0).item() == pytest.approx(5.0)
     assert losses.identity_loss(a, b, 5.0).item() == pytest.approx(2.5)
+
+
+def test_feature_l1_is_the_weighted_mean_distance_of_the_features_not_of_the_pixels():
+    # phi(t) = (sum over channels, product of the channels): a tiny non-linear stand-in for VGG's relu4_2.
+    def phi(t):
+        return torch.cat((t.sum(1, keepdim=True), t.prod(1, keepdim=True)), 1)
+
+    translated = torch.tensor([[[[1.0, 2.0]], [[3.0, -1.0]]]], requires_grad=True)  # 1 x 2 channels x 1 x 2
+    source = torch.tensor([[[[0.0, 1.0]], [[1.0, 1.0]]]])
+    # phi(translated): sums (4, 1), products (3, -2); phi(source): sums (1, 2), products (0, 1).
+    # |difference| = 3, 1, 3, 3: mean 2.5, times the weight 2. (The pixels' mean L1 would be 1.5.)
+    loss = losses.feature_l1_loss(translated, source, phi, 2.0)
+    assert loss.item() == pytest.approx(5.0)
+    loss.backward()
+    # d/dx of 2 * mean|phi(x) - phi(s)| = 2/4 * sum of (sign of each feature difference) * d(feature)/dx, with
+    # d(sum) = (1, 1) and d(product) = (c1, c0) at a pixel (c0, c1). The differences are +3, +3 at pixel 0 = (1, 3):
+    # (1 + 3, 1 + 1); -1, -3 at pixel 1 = (2, -1): (-1 + 1, -1 - 2).
+    expected = 0.5 * torch.tensor([[[[4.0, 0.0]], [[2.0, -3.0]]]])
+    assert torch.equal(translated.grad, expected)

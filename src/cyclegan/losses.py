@@ -1,6 +1,6 @@
 """The CycleGAN objective as pure functions of tensors (Zhu et al. 2017, Sec. 3 and 4), and the terms of the
-baselines it is compared with: pix2pix's L1 (Isola et al. 2017) and SimGAN's self-regularisation (Shrivastava et al.
-2017).
+baselines it is compared with: pix2pix's L1 (Isola et al. 2017), SimGAN's self-regularisation (Shrivastava et al.
+2017) and the same measured on deep features (the paper's "Feature loss + GAN").
 
 Discriminator outputs are raw scores (no sigmoid); each loss decides how to read them.
 """
@@ -79,3 +79,11 @@ def self_regularization_loss(translated: torch.Tensor, source: torch.Tensor, wei
     """SimGAN, Shrivastava et al. 2017, Sec. 2.1 (with psi the identity): weight * ||G(x) - x||_1, keeping the
     translation near its input (the CycleGAN paper's SimGAN baseline, Sec. 5.1.3)."""
     return weight * functional.l1_loss(translated, source)
+
+
+def feature_l1_loss(translated: torch.Tensor, source: torch.Tensor,
+                    features: Callable[[torch.Tensor], torch.Tensor], weight: float) -> torch.Tensor:
+    """CycleGAN paper Sec. 5.1.3, "Feature loss + GAN": SimGAN's self-regularisation measured on deep features
+    instead of pixels, weight * mean |phi(G(x)) - phi(x)|, with phi a fixed network (VGG-16 relu4_2 there). The
+    gradient reaches G through phi; the caller freezes phi's own weights."""
+    return weight * functional.l1_loss(features(translated), features(source))

@@ -125,3 +125,11 @@ register_model(ModelEntry(
     # z), batch norm, no image pool. Its GAN and L1 weight are Pix2PixOptions' defaults; direction AtoB is already
     # the field default.
     defaults={"gen_arch": "unet_256", "norm": "batch", "dropout": True, "pool_size": 0}))
+
+register_model(ModelEntry(
+    name="feature_gan", summary="unpaired baseline, SimGAN's L1 on VGG-16 relu4_2 features (CycleGAN paper Sec. 5.1.3)",
+    model_class="cyclegan.models.feature_gan:FeatureGAN", options="cyclegan.models.feature_gan:FeatureGANOptions",
+    data_kind="unaligned", generators=(("gen_ab", "a", "b"), ("gen_ba", "b", "a")),
+    # No cycle and no identity term, so neither reconstructions nor identities to show.
+    sample_columns=(("real A", "real_a"), ("G(A)", "fake_b"), ("real B", "real_b"), ("F(B)", "fake_a")),
+    official_names={}))  # not a model of the official code

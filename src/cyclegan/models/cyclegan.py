@@ -224,10 +224,14 @@ class CycleGAN(TranslationModel):
             if d.cycle:  # Eq. 2: F(G(x)) ~ x
                 terms[d.names.cycle] = losses.cycle_loss(d.F(fake), d.real, d.lambda_cycle)
             if options.uses_self_regularization:  # SimGAN baseline (Sec. 5.1.3): G(x) ~ x
-                terms[d.names.self_reg] = losses.self_regularization_loss(fake, d.real, options.lambda_self_reg)
+                terms[d.names.self_reg] = self._self_regularization(fake, d.real, options.lambda_self_reg)
             if same is not None:  # Sec. 5.2: G(y) ~ y
                 terms[d.names.identity] = losses.identity_loss(same, d.other, d.lambda_identity)
         return terms, fake.detach().to(d.real.dtype)  # the pools keep the input precision under autocast
+
+    def _self_regularization(self, fake: torch.Tensor, real: torch.Tensor, weight: float) -> torch.Tensor:
+        """The simgan objective's weight * |x - G(x)|_1 over pixels; models/feature_gan.py measures it on features."""
+        return losses.self_regularization_loss(fake, real, weight)
 
     def _judge_terms(self, d: Direction, fake: torch.Tensor) -> dict[str, torch.Tensor]:
         """D_Y's terms: real y against G's outputs drawn from its pool (Sec. 4)."""

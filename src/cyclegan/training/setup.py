@@ -42,7 +42,8 @@ logger = logging.getLogger(__name__)
 
 # Options that may change when a run is resumed; everything else must stay as the run was started.
 RESUMABLE_OVERRIDES = frozenset({"device", "num_workers", "n_epochs", "n_epochs_decay", "save_every", "run_dir",
-                                 "num_samples", "fast_convolutions", "cudnn_benchmark", "skip_nonfinite_steps"})
+                                 "num_samples", "fast_convolutions", "cudnn_benchmark", "skip_nonfinite_steps",
+                                 "vgg_weights"})  # feature_gan's fixed VGG-16 file, wherever it now lies
 
 
 @dataclass
