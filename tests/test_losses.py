@@ -29,6 +29,27 @@ def test_wgan_losses():
     assert losses.discriminator_loss(real, fake, "wgangp").item() == pytest.approx(-2.0)
 
 
+def test_adversarial_loss_toward_a_label_exact_values():
+    scores = torch.tensor([0.0, 0.5, -1.0])
+    sigmoid = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    # lsgan: mean((s - 1)^2) = (1 + 0.25 + 4) / 3 toward real, mean(s^2) = (0 + 0.25 + 1) / 3 toward fake
+    assert losses.adversarial_loss_toward(scores, True, "lsgan").item() == pytest.approx(5.25 / 3)
+    assert losses.adversarial_loss_toward(scores, False, "lsgan").item() == pytest.approx(1.25 / 3)
+    # vanilla: -log D toward real, -log(1 - D) toward fake, D = sigmoid(s)
+    toward_real = sum(-math.log(sigmoid(v)) for v in (0.0, 0.5, -1.0)) / 3
+    toward_fake = sum(-math.log(1 - sigmoid(v)) for v in (0.0, 0.5, -1.0)) / 3
+    assert losses.adversarial_loss_toward(scores, True, "vanilla").item() == pytest.approx(toward_real, rel=1e-6)
+    assert losses.adversarial_loss_toward(scores, False, "vanilla").item() == pytest.approx(toward_fake, rel=1e-6)
+    # wgangp: -mean(s) toward real, +mean(s) toward fake; mean(s) = -0.5 / 3
+    assert losses.adversarial_loss_toward(scores, True, "wgangp").item() == pytest.approx(0.5 / 3)
+    assert losses.adversarial_loss_toward(scores, False, "wgangp").item() == pytest.approx(-0.5 / 3)
+    for mode in losses.GAN_MODES:  # toward real is the generator's loss
+        assert torch.equal(losses.adversarial_loss_toward(scores, True, mode),
+                           losses.generator_adversarial_loss(scores, mode))
+    with pytest.raises(ValueError, match="unknown gan_mode 'hinge'"):
+        losses.adversarial_loss_toward(scores, False, "hinge")
+
+
 def test_unknown_gan_mode_is_refused():
     with pytest.raises(ValueError, match="unknown gan_mode"):
         losses.generator_adversarial_loss(torch.zeros(1), "hinge")

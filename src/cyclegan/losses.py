@@ -26,6 +26,24 @@ def generator_adversarial_loss(fake_scores: torch.Tensor, gan_mode: str) -> torc
     raise ValueError(f"unknown gan_mode {gan_mode!r}; use {', '.join(GAN_MODES)}")
 
 
+def adversarial_loss_toward(scores: torch.Tensor, real: bool, gan_mode: str) -> torch.Tensor:
+    """What a player minimises so that the discriminator gives `scores` the label `real` (True) or fake (False).
+
+    With real=True it is `generator_adversarial_loss`. With real=False it is the same loss with the labels swapped:
+    lsgan E[D(.)^2], vanilla -log(1 - D(.)), wgangp +E[D(.)]. BiGAN/ALI train their two mappings so against a
+    discriminator of pairs (Donahue et al. 2017, Sec. 3.4: the inverted-label objective; Dumoulin et al. 2017,
+    Algorithm 1): the one whose pairs D calls real wants them called fake, and the other way round.
+    """
+    if gan_mode not in GAN_MODES:
+        raise ValueError(f"unknown gan_mode {gan_mode!r}; use {', '.join(GAN_MODES)}")
+    if gan_mode == "wgangp":  # -E[D] toward real, +E[D] toward fake
+        return -scores.mean() if real else scores.mean()
+    target = torch.full_like(scores, 1.0 if real else 0.0)
+    if gan_mode == "lsgan":  # Sec. 4 (Mao et al. 2017): E[(D - label)^2]
+        return functional.mse_loss(scores, target)
+    return functional.binary_cross_entropy_with_logits(scores, target)  # -log D, or -log(1 - D) toward fake
+
+
 def discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor, gan_mode: str) -> torch.Tensor:
     """What a discriminator minimises: call real images real and generated ones fake.
 

@@ -133,3 +133,11 @@ register_model(ModelEntry(
     # No cycle and no identity term, so neither reconstructions nor identities to show.
     sample_columns=(("real A", "real_a"), ("G(A)", "fake_b"), ("real B", "real_b"), ("F(B)", "fake_a")),
     official_names={}))  # not a model of the official code
+
+register_model(ModelEntry(
+    name="bigan", summary="unpaired BiGAN/ALI baseline, Donahue et al. 2017 and Dumoulin et al. 2017",
+    model_class="cyclegan.models.bigan:BiGAN",
+    options="cyclegan.models.bigan:BiGANOptions", data_kind="unaligned",
+    generators=(("gen_ab", "a", "b"), ("gen_ba", "b", "a")),
+    sample_columns=(("real A", "real_a"), ("G(A)", "fake_b"), ("real B", "real_b"), ("F(B)", "fake_a")),
+    official_names={}))  # the official code has no such model: export as safetensors
