@@ -96,7 +96,7 @@ def test_a_taken_name_is_refused_and_an_unknown_one_is_a_config_error(copy_model
                                       data_kind="unaligned", generators=(),
                                       sample_columns=(), official_names={}))
     assert model_entry("copy") is COPY and model_names()[:2] == ("cyclegan", "pix2pix")
-    with pytest.raises(ConfigError, match="model='nonesuch' is not one of cyclegan, pix2pix, copy"):
+    with pytest.raises(ConfigError, match="model='nonesuch' is not one of cyclegan, pix2pix, (.+, )?copy$"):
         Config(model="nonesuch")
     with pytest.raises(ValueError, match="data_kind='paired' is not one of unaligned, aligned"):
         ModelEntry(name="x", summary="", model_class=CopyModel, options=CopyOptions, data_kind="paired",
@@ -108,7 +108,7 @@ def test_a_taken_name_is_refused_and_an_unknown_one_is_a_config_error(copy_model
 
 def test_unregistered_model_is_gone_from_the_choices():
     assert "copy" not in model_names()
-    with pytest.raises(ConfigError, match="model='copy' is not one of cyclegan, pix2pix$"):
+    with pytest.raises(ConfigError, match=r"model='copy' is not one of cyclegan, pix2pix(, (?!copy\b)\w+)*$"):
         Config(model="copy")
 
 
