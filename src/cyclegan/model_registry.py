@@ -134,3 +134,15 @@ register_model(ModelEntry(
     # z), batch norm, no image pool. Its GAN and L1 weight are Pix2PixOptions' defaults; direction AtoB is already
     # the field default.
     defaults={"gen_arch": "unet_256", "norm": "batch", "dropout": True, "pool_size": 0}))
+
+register_model(ModelEntry(
+    name="cogan", summary="coupled GANs, Liu & Tuzel 2016: translates by latent search",
+    model_class="cyclegan.models.cogan:CoGAN", options="cyclegan.models.cogan:CoGANOptions", data_kind="unaligned",
+    generators=(("gen_ab", "a", "b"), ("gen_ba", "b", "a")),
+    sample_columns=(("real A", "real_a"), ("G_B(z*) of A", "fake_b"), ("real B", "real_b"),
+                    ("G_A(z*) of B", "fake_a"), ("G_A(z)", "pair_a"), ("G_B(z)", "pair_b")),
+    official_names={},  # the official CycleGAN code has no CoGAN; the CoGAN authors' code is another format
+    # DCGAN at the paper tables' small preset (64 px), batch norm as DCGAN and CoGAN; CoGAN has no image pool.
+    # load_size / crop_size keep the paper's 286 / 256 ratio at 64 px.
+    defaults={"gen_arch": "dcgan_64", "norm": "batch", "pool_size": 0, "load_size": 72, "crop_size": 64},
+    generator_builder="cyclegan.nets.cogan:build_generators"))
