@@ -13,6 +13,7 @@ from PIL import Image
 
 from cyclegan.cli.main import main
 from cyclegan.config import ConfigError, config_from_layers
+from cyclegan.engines import engines_for
 from cyclegan.generators import build_generators
 from cyclegan.io.checkpoints import load_networks, save_checkpoint
 from cyclegan.models import build_model
@@ -60,6 +61,8 @@ def test_defaults_and_the_generator_kind_and_size_are_checked():
         _config(preprocess="none")
     with pytest.raises(ConfigError, match="disc_arch=pixel"):
         _config(disc_arch="pixel")
+    with pytest.raises(ConfigError, match="no dropout"):
+        _config(dropout=True)
     assert _config(gen_arch="dcgan_128", crop_size=128, load_size=143).networks.gen_arch == "dcgan_128"
 
 
@@ -207,8 +210,8 @@ def test_cli_trains_then_translates_evaluates_and_refuses_onnx(tmp_path, capsys,
     assert "an optimisation per image" in capsys.readouterr().err and not (tmp_path / "onnx").exists()
     with pytest.raises(TranslationError, match="optimisation per image; translate without --tile"):
         translator(Image.open(data / "testA" / "000.png"), tile=8)
-    with pytest.raises(ConfigError, match="use --engine torch"):
-        Translator.load(run, device="cpu", engine="onnxruntime")
+    with pytest.raises(ConfigError, match="an optimisation per image, which no graph holds; use --engine torch"):
+        engines_for(translator.networks, networks, "onnxruntime")  # what an explicit --engine onnxruntime reaches
 
 
 def test_stop_and_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, few_search_steps):
