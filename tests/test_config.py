@@ -6,7 +6,7 @@ import torch
 
 from cyclegan.cli.options import add_config_options, given_options
 from cyclegan.config import (
-    GENERATORS,
+    IMAGE_GENERATORS,
     NORMS,
     SECTIONS,
     Config,
@@ -160,7 +160,7 @@ def _accepts(net, size, generator):
     return out.shape[-2:] == (size, size) if generator else out.numel() > 0
 
 
-@pytest.mark.parametrize("gen_arch", GENERATORS)
+@pytest.mark.parametrize("gen_arch", IMAGE_GENERATORS)
 @pytest.mark.parametrize("disc_arch,n_layers_d", [("basic", 3), ("n_layers", 1), ("n_layers", 4), ("pixel", 3)])
 def test_the_smallest_crop_is_what_the_networks_accept(gen_arch, disc_arch, n_layers_d):
     """The arithmetic of `smallest_crop` against the networks themselves, for every norm, in training mode."""

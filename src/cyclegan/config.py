@@ -20,10 +20,10 @@ import re
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from .model_registry import model_entry, model_names
-from .nets.sizes import size_multiple, smallest_input
+from .nets.sizes import DCGAN_SIZES, latent_image_size, size_multiple, smallest_input
 
 
 class ConfigError(ValueError):
@@ -42,7 +42,9 @@ def with_default(cls: type, name: str, default: Any) -> Any:
     return field(default=default, metadata=spec.metadata)
 
 
-GENERATORS = ("resnet_9blocks", "resnet_6blocks", "unet_128", "unet_256")
+IMAGE_GENERATORS = ("resnet_9blocks", "resnet_6blocks", "unet_128", "unet_256")
+LATENT_GENERATORS = tuple(DCGAN_SIZES)  # latent-to-image (CoGAN's, nets/cogan.py); for --model cogan only
+GENERATORS = IMAGE_GENERATORS + LATENT_GENERATORS
 DISCRIMINATORS = ("basic", "n_layers", "pixel")
 NORMS = ("instance", "batch", "none")
 INITS = ("normal", "xavier", "kaiming", "orthogonal")
@@ -82,7 +84,8 @@ class NetworksConfig:
     (its options dataclass, `model_registry.ModelEntry.options`)."""
 
     gen_arch: str = option("resnet_9blocks", "Generator: resnet_9blocks (paper, 256px and up), resnet_6blocks "
-                           "(paper, 128px), unet_128, unet_256 (pix2pix).", GENERATORS)
+                           "(paper, 128px), unet_128, unet_256 (pix2pix); for --model cogan the latent-to-image "
+                           "dcgan_32, dcgan_64, dcgan_128 (DCGAN, images of that side).", GENERATORS)
     disc_arch: str = option("basic", "Discriminator: basic (70x70 PatchGAN), n_layers (PatchGAN with --n-layers-d), "
                             "pixel (1x1 PixelGAN).", DISCRIMINATORS)
     n_layers_d: int = option(3, "Downsampling layers of the n_layers PatchGAN (3 gives the 70x70 basic one; "
@@ -114,7 +117,12 @@ class NetworksConfig:
 @dataclass(frozen=True)
 class ModelOptions:
     """The base of a model's training options: its own dataclass, beside the model, named by its registry entry
-    (`ModelEntry.options`). Each field is an `option`, so flags, config-file sections and help come from it."""
+    (`ModelEntry.options`). Each field is an `option`, so flags, config-file sections and help come from it.
+
+    latent_generators: whether the model's generators draw images from a latent code (gen_arch dcgan_*, CoGAN)
+    rather than translate images (every other gen_arch); the config refuses the other kind."""
+
+    latent_generators: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -226,7 +234,31 @@ def smallest_crop(networks: NetworksConfig) -> int:
 _CROPPING = ("resize_and_crop", "crop", "scale_width_and_crop")
 
 
+def _check_generator_kind(model: str, options: ModelOptions, networks: NetworksConfig) -> None:
+    latent = networks.gen_arch in LATENT_GENERATORS
+    if latent and not options.latent_generators:
+        raise ConfigError(f"gen_arch={networks.gen_arch} draws images from a latent code (for --model cogan); model "
+                          f"{model!r} translates images: use one of {', '.join(IMAGE_GENERATORS)}")
+    if options.latent_generators and not latent:
+        raise ConfigError(f"model {model!r} draws images from a latent code: gen_arch={networks.gen_arch} is an "
+                          f"image-to-image generator; use one of {', '.join(LATENT_GENERATORS)}")
+
+
+def _check_latent_crop(networks: NetworksConfig, data: DataConfig, side: int) -> None:
+    """A latent-to-image generator makes images of one side: the training images must be cropped to it."""
+    if data.preprocess not in _CROPPING:
+        raise ConfigError(f"gen_arch={networks.gen_arch} makes {side}x{side} images, so its training images must be "
+                          f"cropped to that size: preprocess={data.preprocess} keeps the files' sizes; use one of "
+                          f"{', '.join(_CROPPING)} with crop_size={side}")
+    if data.crop_size != side:
+        raise ConfigError(f"crop_size={data.crop_size}, but gen_arch={networks.gen_arch} makes {side}x{side} images; "
+                          f"use crop_size={side} (and load_size >= {side}), or the dcgan_* of that size")
+
+
 def _check_crop_size(networks: NetworksConfig, data: DataConfig) -> None:
+    side = latent_image_size(networks.gen_arch)
+    if side is not None:
+        return _check_latent_crop(networks, data, side)
     if data.preprocess not in _CROPPING:
         return  # the image sizes come from the files (`none`) or their aspect ratio (`scale_width`)
     smallest, multiple = smallest_crop(networks), crop_multiple(networks)
@@ -272,6 +304,7 @@ class Config:
         elif type(self.options) is not wanted:
             raise ConfigError(f"model {self.model!r} takes {wanted.__name__} options, not "
                               f"{type(self.options).__name__}")
+        _check_generator_kind(self.model, self.options, self.networks)
         self.options.check_networks(self.networks)
         _check_crop_size(self.networks, self.data)
 
@@ -295,8 +328,9 @@ class Config:
 
     @classmethod
     def for_model(cls, model: str) -> Config:
-        """The defaults for `model`: its options' defaults, and `model_defaults(model)` over the other fields."""
-        return apply_overrides(cls(model=model), model_defaults(model))
+        """The defaults for `model`: its options' defaults, and `model_defaults(model)` over the other fields
+        (applied at once: a model's networks may not fit the field defaults, CoGAN's dcgan_* generators)."""
+        return _updated(cls(), _sectioned(model_defaults(model), model), model)
 
     def replace(self, **sections: Any) -> Config:
         return dataclasses.replace(self, **sections)
@@ -430,23 +464,24 @@ def flat_options(values: dict[str, Any]) -> dict[str, Any]:
     return {"model": named, **flat} if named else flat
 
 
-def _updated(config: Config, updates: dict[str, dict[str, Any]]) -> Config:
-    """`config` with `updates` (from `_sectioned`, for `config.model`) converted to the fields' types and applied
-    at once, so that checks across options see the final values, not a half-applied mix."""
+def _updated(config: Config, updates: dict[str, dict[str, Any]], model: str | None = None) -> Config:
+    """`config` with `updates` (from `_sectioned`, for `model`, by default `config.model`) converted to the fields'
+    types and applied at once, so that checks across options see the final values, not a half-applied mix. Another
+    `model` brings its options, at their defaults, under the updates."""
+    model = model or config.model
+    options = config.options if model == config.model else options_class(model)()
     sections: dict[str, Any] = {}
-    for name, cls in (*SECTIONS.items(), ("options", type(config.options))):
-        coerced = {k: _coerce(cls, k, v) for k, v in updates[name].items()}
-        sections[name] = dataclasses.replace(getattr(config, name), **coerced)
-    return dataclasses.replace(config, **sections)
+    for name, current in (*((section, getattr(config, section)) for section in SECTIONS), ("options", options)):
+        coerced = {k: _coerce(type(current), k, v) for k, v in updates[name].items()}
+        sections[name] = dataclasses.replace(current, **coerced)
+    return dataclasses.replace(config, model=model, **sections)
 
 
 def apply_overrides(config: Config, values: dict[str, Any]) -> Config:
     """Return `config` with `values` applied; `values` is sectioned ({'networks': {...}}) or flat ({'ngf': 32}).
     Naming another model gives `config` that model's options, at their defaults, before `values` apply."""
     model = model_named_in(values) or config.model
-    if model != config.model:
-        config = dataclasses.replace(config, model=model, options=None)
-    return _updated(config, _sectioned(values, model))
+    return _updated(config, _sectioned(values, model), model)
 
 
 def model_defaults(model: str) -> dict[str, Any]:

@@ -11,7 +11,8 @@ in [-1, 1] whose sides the Translator has padded to the engine's `size_multiple`
 benchmarks/translate_speed.py: onnxruntime where it is installed and translation runs on a CPU with AVX-512 (1.25x
 the official per-image loop at 256 px and 1.7x at 512 on our AVX-512 EPYC, against 1.08x and 1.14x for the torch
 engine), else torch (GPUs; and CPUs without AVX-512, where the torch engine's NNPACK convolutions are its fast path
-and onnxruntime was not measured). $CYCLEGAN_ENGINE (torch or onnxruntime) sets what `auto` means.
+and onnxruntime was not measured). $CYCLEGAN_ENGINE (torch or onnxruntime) sets what `auto` means. A generator
+that is not one fixed network (CoGAN's latent search, `exportable`) runs on torch only; `auto` picks torch for it.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ class Engine(Protocol):
     min_size: int
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor: ...
+
+
+def exportable(net: object) -> bool:
+    """Whether `net` is one fixed network that ONNX, torch.export, onnxruntime and tiled translation can take. A
+    generator that is an optimisation instead (CoGAN's latent search, nets/cogan.py) sets `exportable = False`."""
+    return bool(getattr(net, "exportable", True))
 
 
 def _onnxruntime():
@@ -179,5 +186,10 @@ def engines_for(generators: dict[str, nn.Module], config: NetworksConfig, engine
     torch or onnxruntime)."""
     if engine == "torch":
         return dict(generators)
+    fixed = [net for net in generators.values() if not exportable(net)]
+    if fixed:
+        raise ConfigError(f"the {engine} engine runs an exported graph, and this model's generators "
+                          f"({type(fixed[0]).__name__}) are an optimisation per image, which no graph holds; use "
+                          "--engine torch (or auto)")
     return {direction: ExportingEngine(net, config, direction) if isinstance(net, nn.Module) else net
             for direction, net in generators.items()}

@@ -8,6 +8,7 @@ from pathlib import Path
 from torch import nn
 
 from .config import ConfigError
+from .engines import exportable
 from .io.checkpoints import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
 from .io.exported import EXPORT_FORMATS, export_generators
 from .io.official import save_official
@@ -75,4 +76,9 @@ def _export_graphs(source: str | Path | None, out: Path, fmt: str, pretrained: s
     generators = translator.generators
     if not all(isinstance(net, nn.Module) for net in generators.values()):
         raise CheckpointError(f"{source}: not a PyTorch model")
+    fixed = [net for net in generators.values() if not exportable(net)]
+    if fixed:
+        raise ConfigError(f"{source}: this model's generators ({type(fixed[0]).__name__}) are an optimisation per "
+                          f"image, not one network, so {fmt} cannot hold them; export it as safetensors (--format "
+                          "safetensors) and translate it with cyclegan")
     return export_generators(generators, translator.config, out, fmt)

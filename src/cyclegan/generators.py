@@ -20,10 +20,20 @@ from .nets.layers import init_weights
 
 
 def build_generators(model: str, networks: NetworksConfig) -> dict[str, nn.Module]:
-    """The generators of the registered `model` with `networks`, initialised, by checkpoint name (gen_ab, gen_ba)."""
+    """The generators of the registered `model` with `networks`, initialised, by checkpoint name (gen_ab, gen_ba):
+    image-to-image networks, or what the entry's `generator_builder` builds (CoGAN's latent searches)."""
+    entry = model_entry(model)
+    builder = entry.load_generator_builder()
+    if builder is not None:
+        built = builder(networks)
+        expected = [name for name, _, _ in entry.generators]
+        if sorted(built) != sorted(expected):
+            raise ValueError(f"model {model!r}: its generator_builder built {sorted(built)}, its entry names "
+                             f"{sorted(expected)}")
+        return built
     n, channels = networks, {"a": networks.channels_a, "b": networks.channels_b}
     generators = {name: build_generator(n.gen_arch, channels[source], channels[target], n.ngf, n.norm, n.dropout)
-                  for name, source, target in model_entry(model).generators}
+                  for name, source, target in entry.generators}
     # All built, then all initialised: the order in which they draw from the seeded generator since the start.
     return {name: init_weights(generator, n.init_type, n.init_gain) for name, generator in generators.items()}
 

@@ -11,7 +11,7 @@ classes themselves instead.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -40,6 +40,10 @@ class ModelEntry:
     official_names: our network name -> the name in the official implementation's files (latest_net_<name>.pth).
     defaults: network, data or training options (flat names) whose default for this model differs from the field
         defaults (CycleGAN's). The model's own options take their defaults from its dataclass.
+    generator_builder: for a model whose generators are not image-to-image networks (CoGAN's latent search), the
+        function `build(networks) -> {checkpoint name: nn.Module}` that builds and initialises them in place of
+        `nets.generators.build_generator`, or its import path; it must live where translation may import it
+        (under cyclegan.nets, not models/). None: one image-to-image generator per entry of `generators`.
     """
 
     name: str
@@ -51,6 +55,7 @@ class ModelEntry:
     sample_columns: tuple[tuple[str, str], ...]
     official_names: Mapping[str, str]
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    generator_builder: Callable[[Any], dict[str, Any]] | str | None = None
 
     def __post_init__(self) -> None:
         if self.name in RESERVED_NAMES:
@@ -74,8 +79,12 @@ class ModelEntry:
         """The model's options dataclass, imported on first use when the entry names it by path."""
         return _loaded(self.options)
 
+    def load_generator_builder(self) -> Callable[[Any], dict[str, Any]] | None:
+        """The function that builds the generators (`generator_builder`), imported on first use; None if none."""
+        return None if self.generator_builder is None else _loaded(self.generator_builder)
 
-def _loaded(target: type | str) -> type:
+
+def _loaded(target: Any) -> Any:
     if not isinstance(target, str):
         return target
     module, _, attribute = target.partition(":")
@@ -141,3 +150,15 @@ register_model(ModelEntry(
     generators=(("gen_ab", "a", "b"), ("gen_ba", "b", "a")),
     sample_columns=(("real A", "real_a"), ("G(A)", "fake_b"), ("real B", "real_b"), ("F(B)", "fake_a")),
     official_names={}))  # the official code has no such model: export as safetensors
+
+register_model(ModelEntry(
+    name="cogan", summary="coupled GANs, Liu & Tuzel 2016: translates by latent search",
+    model_class="cyclegan.models.cogan:CoGAN", options="cyclegan.models.cogan:CoGANOptions", data_kind="unaligned",
+    generators=(("gen_ab", "a", "b"), ("gen_ba", "b", "a")),
+    sample_columns=(("real A", "real_a"), ("G_B(z*) of A", "fake_b"), ("real B", "real_b"),
+                    ("G_A(z*) of B", "fake_a"), ("G_A(z)", "pair_a"), ("G_B(z)", "pair_b")),
+    official_names={},  # the official CycleGAN code has no CoGAN; the CoGAN authors' code is another format
+    # DCGAN at the paper tables' small preset (64 px), batch norm as DCGAN and CoGAN; CoGAN has no image pool.
+    # load_size / crop_size keep the paper's 286 / 256 ratio at 64 px.
+    defaults={"gen_arch": "dcgan_64", "norm": "batch", "pool_size": 0, "load_size": 72, "crop_size": 64},
+    generator_builder="cyclegan.nets.cogan:build_generators"))

@@ -32,7 +32,7 @@ from PIL import Image
 from torch import nn
 
 from .config import DIRECTIONS, PRECISIONS, Config, NetworksConfig
-from .engines import DEFAULT_ENGINE, Engine, OnnxRuntimeEngine, choose_engine, engines_for
+from .engines import DEFAULT_ENGINE, Engine, OnnxRuntimeEngine, choose_engine, engines_for, exportable
 from .generators import build_generators, load_generators
 from .io.checkpoints import CheckpointError, find_checkpoint, load_networks
 from .io.images import ImageError, convert_mode, image_to_tensor, load_image, output_paths, save_image, tensor_to_image
@@ -110,6 +110,8 @@ class Translator:
         self.engine, self.device = choose_engine(engine, device)
         generators = {direction: net.to(self.device).eval() if isinstance(net, nn.Module) else net
                       for direction, net in (("AtoB", gen_ab), ("BtoA", gen_ba)) if net is not None}
+        if engine == "auto" and not all(exportable(net) for net in generators.values()):
+            self.engine = "torch"  # a latent search (CoGAN) has no graph for onnxruntime to run
         self.generators = engines_for(generators, config, self.engine)
         # The PyTorch networks behind the engines (none for an .onnx file): tiled translation runs them stage by
         # stage whatever the engine.
@@ -291,6 +293,10 @@ class Translator:
     def _tiling_network(self, direction: str) -> nn.Module:
         """The PyTorch network that tiled translation runs for `direction`, stage by stage."""
         network = self.networks.get(self.check_direction(direction))
+        if network is not None and not exportable(network):
+            raise TranslationError(f"tiled translation runs a network stage by stage, and this model's {direction} "
+                                   f"generator ({type(network).__name__}) is an optimisation per image; translate "
+                                   "without --tile")
         if network is None:
             raise TranslationError("tiled translation runs the PyTorch network stage by stage, and an exported "
                                    ".onnx file has none: translate large images with the model it was exported from "
@@ -300,10 +306,11 @@ class Translator:
     def _wants_tiling(self, direction: str, channels: int, height: int, width: int, max_memory: int | None,
                       tile: int | None) -> bool:
         """Whether an image goes through tiled translation: `tile` given, or its whole-image estimate over
-        `max_memory`. An .onnx file's network cannot be estimated: it is translated whole unless `tile` is given."""
+        `max_memory`. An .onnx file's network, or a latent search (CoGAN: not `exportable`), cannot be estimated: it is
+        translated whole unless `tile` is given, which it refuses."""
         from .tiling import wants_tiling
 
-        if direction not in self.networks:
+        if direction not in self.networks or not exportable(self.networks[direction]):
             if tile is not None:
                 self._tiling_network(direction)  # raises the reason
             return False
