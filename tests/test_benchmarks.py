@@ -86,3 +86,32 @@ def test_auto_precision_is_bf16_only_where_the_cpu_has_amx(monkeypatch):
     monkeypatch.setattr(script.torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert script.training_precision("auto") == ("float32", "the CPU has no AMX")
     assert script.training_precision("bf16") == ("bf16", "as asked")
+
+
+def _tables(path, precision, scores):
+    """A tables.json as paper_tables writes it: {(name, direction): [mean_iou per seed]}."""
+    results = [{"name": name, "direction": direction, "seed": seed,
+                "scores": {"pixel_accuracy": 0.5, "class_accuracy": 0.5, "mean_iou": value}, "seconds": 1.0}
+               for (name, direction), values in scores.items() for seed, value in enumerate(values)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"precision": precision, "seeds": [0, 1, 2], "results": results}))
+    return path
+
+
+def test_two_runs_are_compared_against_their_seed_spread(tmp_path, monkeypatch, capsys):
+    spec = importlib.util.spec_from_file_location("compare_tables", SCRIPT.parent / "compare_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    first = _tables(tmp_path / "a" / "tables.json", "float32",
+                    {("CycleGAN (ours)", "AtoB"): [0.30, 0.32, 0.34], ("CoGAN", "AtoB"): [0.10, 0.10, 0.10]})
+    second = _tables(tmp_path / "b" / "tables.json", "bf16",
+                     {("CycleGAN (ours)", "AtoB"): [0.31, 0.33, 0.35], ("CoGAN", "AtoB"): [0.20, 0.20, 0.20]})
+    assert module.main([str(first), str(second)]) == 0
+    comparison = json.loads((tmp_path / "b" / "comparison.json").read_text())
+    verdict = {(row["name"], row["metric"]): row["beyond_spread"] for row in comparison["rows"]}
+    assert verdict[("CycleGAN (ours)", "mean_iou")] is False  # 0.01 apart, spread 0.02 + 0.02
+    assert verdict[("CoGAN", "mean_iou")] is True  # 0.10 apart, no spread
+    assert verdict[("CoGAN", "pixel_accuracy")] is False  # equal
+    out = capsys.readouterr().out
+    assert "| CoGAN | labels -> photo | mean_iou | 0.10 ± 0.00 | 0.20 ± 0.00 | +0.10 | yes |" in out
+    assert "1 of 6 scores differ by more than the seed spread between float32 and bf16 training." in out
