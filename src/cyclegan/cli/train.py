@@ -16,10 +16,12 @@ from .options import add_config_options, given_options
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "train", help="train a CycleGAN (or pix2pix)", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "train", help="train a CycleGAN (or pix2pix, or one of the paper's baselines: --model)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Train a CycleGAN as the paper does (defaults: LSGAN, lambda 10, identity 0.5, Adam 2e-4, "
-                    "100 + 100 epochs, pool of 50), or pix2pix with --model pix2pix. Options come from the "
-                    "defaults, then the model's own defaults, then --config, then flags.")
+                    "100 + 100 epochs, pool of 50), or another registered model with --model (pix2pix and the "
+                    "paper's baselines). Options come from the defaults, then the model's own defaults, then "
+                    "--config, then flags.")
     parser.add_argument("--config", help="YAML, TOML or JSON file of options: model: NAME, the sections networks, "
                                          "data, train and one named after the model (cyclegan:, pix2pix:), or "
                                          "all flat.")
