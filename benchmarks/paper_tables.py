@@ -14,7 +14,9 @@ then is scored as the paper scores Cityscapes (Sec. 5.1.2):
 writes tables.md (mean ± sd over the seeds, and which differences from CycleGAN exceed the seed spread),
 tables.json and figure.png there. Seeded and reproducible. `--preset small`: 600 iterations per method at 64 px;
 `--preset large`: 2,000 iterations at 128 px; `--preset smoke`: seconds, for tests. Their measured times per method
-are in tables.md. Training runs in bf16 autocast where the CPU has AMX (`--precision auto`), else in float32; the
+are in tables.md: each run's training time as its checkpoint records it, so a table can be made in parts (`--methods`
+on the same `--out`, then one call for all rows, which trains only what is missing and reuses finished runs and
+their times). Training runs in bf16 autocast where the CPU has AMX (`--precision auto`), else in float32; the
 Feature loss + GAN row needs the VGG-16 weights (io/vgg_weights.py) and is marked, not run, without them.
 """
 
@@ -182,7 +184,8 @@ def markdown_table(title: str, results: list[Result], names: list[str], directio
 def differences(results: list[Result], names: list[str], direction: str, reference: str = "CycleGAN (ours)",
                 key: str = "mean_iou") -> list[str]:
     """Which rows differ from `reference` in class IoU by more than the seed-to-seed spread: |difference of the
-    means| > the sum of the two standard deviations (the mean +- sd intervals do not overlap)."""
+    means| > the sum of the two standard deviations (the mean +- sd intervals do not overlap). A row with one seed
+    has no spread, so its difference is given but not judged."""
     base = spread(results, reference, direction, key)
     notes = []
     for name in names:
@@ -190,6 +193,9 @@ def differences(results: list[Result], names: list[str], direction: str, referen
         if name == reference or other is None or base is None:
             continue
         gap, band = other[0] - base[0], other[1] + base[1]
+        if min(other[2], base[2]) < 2:
+            notes.append(f"{name}: {gap:+.2f} class IoU against {reference}: one seed, no spread to judge it by")
+            continue
         verdict = "larger than the seed spread" if abs(gap) > band else "within the seed spread"
         notes.append(f"{name}: {gap:+.2f} class IoU against {reference} (spread {band:.2f}): {verdict}")
     return notes
@@ -212,10 +218,9 @@ def run_method(method: Method, seed: int, context: dict) -> tuple[list[Result], 
     out, data_root = context["out"], context["data_root"]
     run_dir = out / "runs" / f"seed{seed}" / method.tag
     config = method_config(context["preset"], run_dir, method, seed, context["precision"], context["vgg"])
-    begin = time.monotonic()
     resume = (run_dir / "checkpoints" / "latest.safetensors").exists()
     trained = train(config, resume=resume, show_progress=sys.stderr.isatty())
-    seconds = time.monotonic() - begin
+    seconds = trained.seconds  # the whole run's training time, also when an earlier call trained it (or part)
     directions = [method.direction] if method.direction else ["AtoB", "BtoA"]
     translated = translate_test(run_dir, data_root, out / "outputs" / f"seed{seed}" / method.tag, directions,
                                 method.direction is not None)
@@ -226,7 +231,9 @@ def run_method(method: Method, seed: int, context: dict) -> tuple[list[Result], 
 
 
 def write_tables(args: argparse.Namespace, context: dict, results: list[Result], missing: dict[str, str],
-                 seconds: dict[str, float], elapsed: float) -> str:
+                 times: dict[str, list[float]], elapsed: float) -> str:
+    seconds = {name: statistics.fmean(values) for name, values in times.items()}
+    training = sum(sum(values) for values in times.values())
     real = score("AtoB", context["data_root"] / "testB", context["data_root"], context["scorer"], context["palette"])
     tables = "\n\n".join([
         markdown_table("Table 2: FCN scores, labels -> photo", results, TABLE_2, "AtoB", missing),
@@ -244,12 +251,14 @@ def write_tables(args: argparse.Namespace, context: dict, results: list[Result],
     ])
     cpu = common_cpu()
     header = (f"Preset {args.preset}, seeds {', '.join(map(str, args.seeds))} (mean ± sd over seeds), "
-              f"{context['precision']} ({context['precision_why']}), {elapsed / 60:.1f} min on {cpu}, "
+              f"{context['precision']} ({context['precision_why']}), {elapsed / 60:.1f} min on {cpu} "
+              f"(the runs' training: {training / 60:.1f} min, some maybe in earlier calls), "
               f"{torch.get_num_threads()} threads, torch {torch.__version__}.\n\n")
     atomic_write_text(args.out / "tables.md", header + tables + "\n")
     atomic_write_text(args.out / "tables.json", json.dumps({
         "preset": args.preset, "seeds": args.seeds, "precision": context["precision"], "seconds": elapsed,
-        "machine": cpu, "scorer_on_real": real, "missing": missing, "seconds_per_method": seconds,
+        "training_seconds": training, "machine": cpu, "scorer_on_real": real, "missing": missing,
+        "seconds_per_method": seconds,
         "results": [r.__dict__ for r in results]}, indent=2))
     return header + tables
 
@@ -303,8 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             times.setdefault(method.name, []).append(seconds)
             if seed == args.seeds[0]:
                 outputs.update({(method.name, direction): path for direction, path in translated.items()})
-    seconds = {name: statistics.fmean(values) for name, values in times.items()}
-    text = write_tables(args, context, results, missing, seconds, time.monotonic() - started)
+    text = write_tables(args, context, results, missing, times, time.monotonic() - started)
     figure(data_root, outputs, 4, args.out / "figure.png")
     print(text)
     return 0

@@ -62,8 +62,14 @@ def test_paper_tables_smoke_preset(tmp_path, monkeypatch, standin):  # noqa: F81
     assert script.main(["--preset", "smoke", "--seeds", "0", "--out", str(out),
                         "--methods", *ABLATIONS, "CycleGAN (ours)"]) == 0
     tables = (out / "tables.md").read_text()
+    # the reused run keeps the training time its first call measured (a part of a table made in parts)
+    before, after = ([r["seconds"] for r in found["results"] if r["name"] == "CycleGAN (ours)" and r["seed"] == 0]
+                     for found in (results, json.loads((out / "tables.json").read_text())))
+    assert before[0] > 0 and after == pytest.approx(before, abs=0.5)
     assert _rows(tables, "Table 4") == [*ABLATIONS[1::-1], *ABLATIONS[2:], "CycleGAN (ours)"]  # paper's order
     assert " ± 0.00 |" in tables  # one seed: no spread
+    judged = [line for line in tables.splitlines() if "class IoU against" in line]
+    assert len(judged) == 2 * 4 and all(line.endswith("one seed, no spread to judge it by") for line in judged)
 
 
 def test_without_vgg16_weights_the_feature_loss_row_says_so_and_is_not_run(tmp_path, monkeypatch):

@@ -83,6 +83,10 @@ def test_stop_and_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path
     assert second.steps_done == 6
     third = train(tiny_config(pieces, dataroot), resume=True, show_progress=False)
     assert not third.stopped_early and third.steps_done == 12
+    # the training time is the whole run's, across the resumes, as the checkpoint records it
+    assert 0 < first.seconds < second.seconds < third.seconds
+    recorded = load_checkpoint(pieces / "checkpoints" / "latest.safetensors")[1]["progress"]["elapsed"]
+    assert third.seconds == pytest.approx(recorded, abs=1.0)
 
     _assert_same_tensors(_final_state(straight), _final_state(pieces))
     assert _losses(straight) == _losses(pieces)

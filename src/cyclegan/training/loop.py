@@ -45,6 +45,7 @@ class TrainResult:
     steps_done: int
     stopped_early: bool
     last_losses: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0  # training time of the whole run, summed over this call and the calls it resumes
 
 
 def train(config: Config, resume: bool = False, overrides: dict[str, Any] | None = None,
@@ -89,6 +90,7 @@ def _train(context: DistributedContext, config: Config, run: RunFolder, restored
     finally:
         if log is not None:
             log.close()
+    seconds = trainer.elapsed()
 
     # --- the run's report, also after a stop ---------------------------------------------------------------------
     counters = session.counters
@@ -97,7 +99,8 @@ def _train(context: DistributedContext, config: Config, run: RunFolder, restored
     if trainer.stopping and context.is_main:
         logger.warning("stopped (%s) at epoch %d, iteration %d; continue with --resume",
                        stop.reason or "stop requested by another process", counters.epoch + 1, counters.iteration)
-    return TrainResult(run.root, session.config, counters.epoch, counters.step, trainer.stopping, trainer.last_losses)
+    return TrainResult(run.root, session.config, counters.epoch, counters.step, trainer.stopping, trainer.last_losses,
+                       seconds)
 
 
 @contextmanager
