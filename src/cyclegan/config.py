@@ -194,7 +194,7 @@ class TrainConfig:
     precision: str = option("float32", "Arithmetic of the forward passes: float32, or automatic mixed precision "
                                        "(torch.autocast) in bf16, or fp16 with a gradient scaler. bf16 is the fast "
                                        "path on GPUs (tensor cores) and on CPUs with native bfloat16: AMX or "
-                                       "AVX512-BF16 (README, Speed: 1.7-2.3x per 128 px step); without them it is "
+                                       "AVX512-BF16 (README, Speed: 1.7-2.5x per 128 px step); without them it is "
                                        "emulated. fp16 is for GPUs.",
                             PRECISIONS)
     cudnn_benchmark: bool = option(True, "On CUDA, let cuDNN time its convolution algorithms on the first steps and "
